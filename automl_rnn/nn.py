@@ -1,0 +1,67 @@
+"""Small torch modules that tasks compose around a backbone."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def valid_mask(lengths: torch.Tensor | None, steps: int, device: torch.device) -> torch.Tensor | None:
+    """(B, T) boolean mask of valid steps, or None when no sequence is padded."""
+    if lengths is None:
+        return None
+    return torch.arange(steps, device=device)[None, :] < lengths.to(device)[:, None]
+
+
+def last_valid_step(h: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, H) -> (B, H): the output at each sequence's last valid step."""
+    if lengths is None:
+        return h[:, -1]
+    index = (lengths.to(h.device) - 1).clamp(min=0)
+    return h[torch.arange(h.shape[0], device=h.device), index]
+
+
+def mean_over_valid_steps(h: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, H) -> (B, H): the mean over each sequence's valid steps."""
+    mask = valid_mask(lengths, h.shape[1], h.device)
+    if mask is None:
+        return h.mean(dim=1)
+    weights = mask.unsqueeze(-1).to(h.dtype)
+    return (h * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class Standardize(nn.Module):
+    """Fixed per-feature scaling ``(x - mean) / std`` with statistics fitted on training data.
+
+    The statistics are buffers, so they are saved with the model and a logged model takes
+    raw input.
+    """
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        super().__init__()
+        std = np.where(np.asarray(std) > 1e-8, std, 1.0)
+        self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class SequenceClassifier(nn.Module):
+    """Standardize -> backbone -> [last valid step, mean over valid steps] -> logits.
+
+    Pooling both the last step and the mean serves uni- and bidirectional backbones alike
+    (a backward direction has read the whole sequence at step 0, not at the last step).
+    """
+
+    def __init__(self, backbone: nn.Module, scaler: Standardize, num_classes: int) -> None:
+        super().__init__()
+        self.scaler = scaler
+        self.backbone = backbone
+        self.head = nn.Linear(2 * backbone.output_size, num_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.backbone(self.scaler(x), lengths)
+        pooled = torch.cat([last_valid_step(h, lengths), mean_over_valid_steps(h, lengths)], -1)
+        return self.head(pooled)
