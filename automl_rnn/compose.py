@@ -1,0 +1,97 @@
+"""Hydra composition of the configs under conf/, checked before any job starts.
+
+``check_overrides`` composes the config of every job a command line describes (a multirun
+sweep expands to several) and collects every problem at once: Hydra's own (a typo in a key,
+an unknown config group option) and ours (``config.validate``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from automl_rnn.errors import ConfigError
+
+CONFIG_MODULE = "automl_rnn_conf"
+CONFIG_NAME = "config"
+OPEN_MAPS = ("search.fixed.", "search.space.")
+"""Config maps whose keys are not known in advance: overrides into them may add keys."""
+
+
+def normalise_overrides(overrides: list[str]) -> list[str]:
+    """Let ``search.fixed.x=1`` and ``search.space.<family>.<p>.high=9`` add keys (``++``).
+
+    The keys are checked by ``config.validate`` instead, with a did-you-mean hint.
+    """
+    return [f"++{o}" if o.startswith(OPEN_MAPS) else o for o in overrides]
+
+
+def _hydra_message(error: BaseException) -> str:
+    message = str(error).strip().replace("\n", " ")
+    cause = error.__cause__
+    if cause is not None and str(cause) and str(cause) not in message:
+        message += f" ({str(cause).splitlines()[0]})"
+    return message
+
+
+def compose_job(overrides: list[str]) -> tuple[dict[str, Any] | None, list[str]]:
+    """Compose one job's config as a plain dict; on failure, find each bad override.
+
+    Returns the config (None when nothing composes) and the problems found.
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        try:
+            cfg = compose(CONFIG_NAME, overrides=overrides)
+            return OmegaConf.to_container(cfg, resolve=True), []
+        except Exception as error:  # Hydra raises several exception types for bad input
+            first_error = error
+        problems: list[str] = []
+        good: list[str] = []
+        for override in overrides:
+            try:
+                compose(CONFIG_NAME, overrides=good + [override])
+                good.append(override)
+            except Exception as error:
+                problems.append(f"{override}: {_hydra_message(error)}")
+        if not problems:
+            problems.append(_hydra_message(first_error))
+            return None, problems
+        try:
+            cfg = compose(CONFIG_NAME, overrides=good)
+            return OmegaConf.to_container(cfg, resolve=True), problems
+        except Exception as error:
+            return None, problems + [_hydra_message(error)]
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """The override list of each job of a (multirun) command line."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as error:
+        raise ConfigError([f"cannot parse the overrides: {_hydra_message(error)}"]) from None
+    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return [job for batch in batches for job in batch]
+
+
+def check_overrides(overrides: list[str], registry) -> None:
+    """Compose and validate every job; raise one ConfigError listing all problems."""
+    from automl_rnn.config import validate
+
+    problems: list[str] = []
+    for job in expand_sweep(overrides):
+        cfg, found = compose_job(job)
+        if cfg is not None:
+            try:
+                validate(cfg, registry)
+            except ConfigError as error:
+                found += error.problems
+        problems += [p for p in found if p not in problems]
+    if problems:
+        raise ConfigError(problems)

@@ -1,0 +1,277 @@
+"""Typed run configuration, validated up front against the schema and the plugin registry.
+
+``validate(cfg, registry)`` checks a composed Hydra config and reports every problem at once
+(key, bad value, what is allowed) as a ``ConfigError`` before anything trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from automl_rnn.errors import ConfigError
+from automl_rnn.plugins import Registry
+from automl_rnn.space import (
+    ARCH_PARAM,
+    COMMON_PARAMS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    distribution_from_spec,
+    override_distribution,
+)
+from automl_rnn.types import Task
+
+SAMPLERS = {"tpe": {"n_startup_trials", "multivariate", "group"}, "random": set()}
+PRUNERS = {
+    "none": set(),
+    "median": {"n_startup_trials", "n_warmup_steps"},
+    "hyperband": {"min_resource", "reduction_factor"},
+}
+CHOICE_CHECKS = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The ``search`` section: budget, families, space."""
+
+    n_trials: int = 20
+    timeout: float | None = None
+    archs: tuple[str, ...] = ("lstm", "gru", "bilstm", "bigru")
+    max_epochs: int = 40
+    patience: int = 10
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    enqueue: tuple[Mapping[str, Any], ...] = ()
+    space: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """The ``trainer`` section: where and how each trial trains."""
+
+    accelerator: str = "cpu"
+    devices: Any = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_threads: int | None = None
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """The ``tracking`` section: MLflow store, experiment and model registry."""
+
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str | None = None
+    register: bool = True
+    model_name: str | None = None
+    alias: str = "champion"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One validated run: which task, how to search, where to record."""
+
+    task: Task
+    task_options: Any
+    search: SearchConfig
+    sampler: Mapping[str, Any]
+    pruner: Mapping[str, Any]
+    trainer: TrainerConfig
+    tracking: TrackingConfig
+    study_name: str
+    storage: str
+    seed: int
+    dropped_archs: tuple[str, ...] = ()
+    """Families in ``search.archs`` left out because the task needs causal ones."""
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment of this run."""
+        return self.tracking.experiment or self.study_name
+
+    @property
+    def model_name(self) -> str:
+        """The registered model name of this run."""
+        return self.tracking.model_name or self.study_name
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_keys(section: str, given: Mapping[str, Any], allowed, problems: list[str]) -> None:
+    for key in given:
+        if key not in allowed:
+            problems.append(
+                f"{section}.{key}: unknown key{_suggest(key, allowed)}; allowed keys: "
+                f"{', '.join(sorted(allowed))}"
+            )
+
+
+def _dataclass_from(cls, section: str, values: Mapping[str, Any], problems: list[str]):
+    names = {f.name for f in dataclasses.fields(cls)}
+    _check_keys(section, values, names, problems)
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def _positive_int(section: str, key: str, value: Any, problems: list[str], minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        problems.append(f"{section}.{key}={value!r}: must be a whole number >= {minimum}")
+
+
+def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
+    """Check a composed config (plain dict) and return the typed run config.
+
+    Args:
+        cfg: the composed config as a plain, resolved dict.
+        registry: the plugins, to check family and task names.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    problems: list[str] = []
+    top = {"task", "search", "sampler", "pruner", "trainer", "tracking", "study_name", "storage", "seed"}
+    _check_keys("config", {k: v for k, v in cfg.items() if k != "hydra"}, top, problems)
+
+    task_cfg = dict(cfg.get("task") or {})
+    task_name = task_cfg.pop("name", None)
+    task = registry.tasks.get(task_name)
+    task_options = None
+    if task is None:
+        problems.append(
+            f"task={task_name!r}: no such task{_suggest(task_name, registry.tasks)}; "
+            f"registered tasks: {', '.join(sorted(registry.tasks)) or 'none'}"
+        )
+    else:
+        task_options = _dataclass_from(task.options, "task", task_cfg, problems)
+
+    search_values = dict(cfg.get("search") or {})
+    search_values["archs"] = tuple(search_values.get("archs") or ())
+    search_values["enqueue"] = tuple(search_values.get("enqueue") or ())
+    search = _dataclass_from(SearchConfig, "search", search_values, problems)
+    _positive_int("search", "n_trials", search.n_trials, problems)
+    _positive_int("search", "max_epochs", search.max_epochs, problems)
+    _positive_int("search", "patience", search.patience, problems, minimum=0)
+    if search.timeout is not None and not (isinstance(search.timeout, (int, float)) and search.timeout > 0):
+        problems.append(f"search.timeout={search.timeout!r}: must be a positive number of seconds or null")
+
+    unknown_archs = [a for a in search.archs if a not in registry.architectures]
+    for arch in unknown_archs:
+        problems.append(
+            f"search.archs: {arch!r} is not a registered architecture"
+            f"{_suggest(arch, registry.architectures)}; registered: "
+            f"{', '.join(sorted(registry.architectures))}"
+        )
+    if not search.archs:
+        problems.append("search.archs is empty: name at least one family, e.g. search.archs=[lstm,gru]")
+    archs = [a for a in search.archs if a in registry.architectures]
+    dropped: tuple[str, ...] = ()
+    if task is not None and task.requires_causal:
+        dropped = tuple(a for a in archs if not registry.architectures[a].causal)
+        archs = [a for a in archs if registry.architectures[a].causal]
+        if not archs and not unknown_archs and search.archs:
+            problems.append(
+                f"search.archs={list(search.archs)}: task {task.name!r} needs causal families "
+                f"(no look-ahead) and none of these is causal; causal families: "
+                f"{', '.join(sorted(n for n, a in registry.architectures.items() if a.causal))}"
+            )
+    search = dataclasses.replace(search, archs=tuple(archs))
+
+    _check_space(search, registry, task, problems)
+
+    sampler = dict(cfg.get("sampler") or {})
+    if sampler.get("name") not in SAMPLERS:
+        problems.append(f"sampler={sampler.get('name')!r}: choose one of {', '.join(SAMPLERS)}")
+    else:
+        _check_keys("sampler", {k: v for k, v in sampler.items() if k != "name"}, SAMPLERS[sampler["name"]], problems)
+    pruner = dict(cfg.get("pruner") or {})
+    if pruner.get("name") not in PRUNERS:
+        problems.append(f"pruner={pruner.get('name')!r}: choose one of {', '.join(PRUNERS)}")
+    else:
+        _check_keys("pruner", {k: v for k, v in pruner.items() if k != "name"}, PRUNERS[pruner["name"]], problems)
+
+    trainer = _dataclass_from(TrainerConfig, "trainer", dict(cfg.get("trainer") or {}), problems)
+    tracking = _dataclass_from(TrackingConfig, "tracking", dict(cfg.get("tracking") or {}), problems)
+    seed = cfg.get("seed", 0)
+    _positive_int("config", "seed", seed, problems, minimum=0)
+    storage = cfg.get("storage") or ""
+    if not isinstance(storage, str) or not storage:
+        problems.append("storage: give an Optuna storage URL, e.g. sqlite:///automl_rnn.db")
+
+    if problems:
+        raise ConfigError(problems)
+    study_name = cfg.get("study_name") or _default_study_name(task.name, task_options)
+    return RunConfig(
+        task=task, task_options=task_options, search=search, sampler=sampler, pruner=pruner,
+        trainer=trainer, tracking=tracking, study_name=study_name, storage=storage, seed=seed,
+        dropped_archs=dropped,
+    )
+
+
+def _default_study_name(task_name: str, options: Any) -> str:
+    dataset = getattr(options, "dataset", None)
+    return f"{task_name}-{dataset}" if dataset else task_name
+
+
+def _check_space(search: SearchConfig, registry: Registry, task: Task | None, problems: list[str]) -> None:
+    """Every range valid, every name known, every fixed value a known parameter."""
+    families = {a: registry.architectures[a] for a in search.archs}
+    for name, spec in search.space.items():
+        if name in COMMON_PARAMS:
+            try:
+                dist = distribution_from_spec(name, spec)
+            except ValueError as error:
+                problems.append(str(error))
+                continue
+            allowed = CHOICE_CHECKS.get(name)
+            if allowed and hasattr(dist, "choices"):
+                for choice in dist.choices:
+                    if choice not in allowed:
+                        problems.append(f"search.space.{name}: {choice!r} is not one of {', '.join(allowed)}")
+        elif name in families or (name == "task" and task is not None):
+            own = families[name].space() if name != "task" else task.space()
+            for param, sub in (spec or {}).items():
+                if param not in own:
+                    problems.append(
+                        f"search.space.{name}.{param}: {name!r} has no parameter {param!r}"
+                        f"{_suggest(param, own)}; its parameters: {', '.join(own) or 'none'}"
+                    )
+                    continue
+                try:
+                    override_distribution(own[param], sub, f"{name}.{param}")
+                except ValueError as error:
+                    problems.append(str(error))
+        else:
+            known = list(COMMON_PARAMS) + list(families) + ["task"]
+            problems.append(
+                f"search.space.{name}: unknown parameter{_suggest(name, known)}; common parameters: "
+                f"{', '.join(COMMON_PARAMS)}; family or task parameters go under search.space.<family>.<name>"
+            )
+    family_names = {f"{a}.{p}" for a, arch in families.items() for p in arch.space()}
+    task_names = {f"task.{p}" for p in (task.space() if task else {})}
+    known_fixed = set(COMMON_PARAMS) | {ARCH_PARAM} | family_names | task_names
+    for name, value in _flatten(search.fixed).items():
+        if name not in known_fixed:
+            problems.append(f"search.fixed.{name}: unknown parameter{_suggest(name, known_fixed)}")
+        elif name in CHOICE_CHECKS and value not in CHOICE_CHECKS[name]:
+            problems.append(f"search.fixed.{name}={value!r}: not one of {', '.join(CHOICE_CHECKS[name])}")
+        elif name == ARCH_PARAM and value not in families:
+            problems.append(f"search.fixed.arch={value!r}: not among search.archs {list(search.archs)}")
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def flat_fixed(search: SearchConfig) -> dict[str, Any]:
+    """``search.fixed`` with nested family/task entries flattened to ``<family>.<name>``."""
+    return _flatten(search.fixed)

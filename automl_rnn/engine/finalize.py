@@ -1,0 +1,100 @@
+"""After the search: evaluate the chosen model once on the test split, log and register it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import lightning.pytorch as L
+import mlflow
+import numpy as np
+import optuna
+import torch
+from torch.utils.data import DataLoader
+
+from automl_rnn.config import RunConfig
+from automl_rnn.data import collate
+from automl_rnn.engine.objective import EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, build_candidate
+from automl_rnn.plugins import Registry
+from automl_rnn.tracking.mlflow import StudyTracker, beats, champion_score
+from automl_rnn.tracking.pyfunc import SequencePredictor, runtime_requirements, signature_for
+
+
+@dataclass(frozen=True)
+class Published:
+    """The outcome of the final step: the test score and where the model went."""
+
+    trial_number: int
+    test_metrics: dict[str, float]
+    test_score: float
+    model_uri: str
+    registered_version: str | None
+    champion_moved: bool
+    previous_champion_score: float | None
+
+
+def evaluate_on_test(module, data, run: RunConfig) -> dict[str, float]:
+    """The task's metrics and loss on the test split (the only place the test split is read)."""
+    trainer = L.Trainer(accelerator=run.trainer.accelerator, devices=1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    loader = DataLoader(data.test, batch_size=EVAL_BATCH, collate_fn=collate)
+    (results,) = trainer.test(module, loader, verbose=False)
+    return {k: float(v) for k, v in results.items()}
+
+
+def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracker: StudyTracker) -> Published:
+    """Reload the best trial's weights, test them, log the pyfunc model, register it.
+
+    The alias (``tracking.alias``) moves to the new version only when its test score beats
+    the current champion's.
+    """
+    best = study.best_trial
+    params = best.user_attrs[PARAMS_ATTR]
+    run_id = best.user_attrs[RUN_ID_ATTR]
+    module, data = build_candidate(run, registry, params)
+    module.load_state_dict(tracker.load_weights(run_id))
+    module.eval()
+    test_metrics = evaluate_on_test(module, data, run)
+    score = test_metrics[f"test_{run.task.metric}"]
+    tracker.log_study_metrics(test_metrics, run_id)
+    tracker.log_study_metrics({**test_metrics, f"best_val_{run.task.metric}": best.value,
+                               "best_trial": best.number})
+
+    example = input_example(data)
+    with torch.no_grad():
+        output_shape = tuple(module.model(torch.as_tensor(example, dtype=torch.float32).reshape(
+            len(example), example.shape[1], -1), None).shape[1:])
+    with mlflow.start_run(run_id=tracker.parent_run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=SequencePredictor(module.model, data.decode),
+            signature=signature_for(data.input_size, output_shape, data.decode is not None),
+            input_example=example,
+            pip_requirements=runtime_requirements(),
+            metadata={"task": run.task.name, "trial": best.number, "params": params},
+        )
+    version, moved, previous = None, False, None
+    model_uri = info.model_uri
+    if run.tracking.register:
+        client = tracker.client
+        registered = mlflow.register_model(info.model_uri, run.model_name)
+        version = registered.version
+        tags = {"test_score": repr(score), "direction": run.task.direction, "metric": run.task.metric,
+                "study": run.study_name, "trial": str(best.number), "run_id": tracker.parent_run_id}
+        for key, value in tags.items():
+            client.set_model_version_tag(run.model_name, version, key, value)
+        current = champion_score(client, run.model_name, run.tracking.alias)
+        previous = current[0] if current else None
+        if current is None or (math.isfinite(score) and beats(score, current[0], run.task.direction)):
+            client.set_registered_model_alias(run.model_name, run.tracking.alias, version)
+            moved = True
+        model_uri = f"models:/{run.model_name}@{run.tracking.alias}" if moved else f"models:/{run.model_name}/{version}"
+    return Published(best.number, test_metrics, score, model_uri, version, moved, previous)
+
+
+def input_example(data) -> np.ndarray:
+    """Two raw validation sequences as a user would pass them: (2, T) univariate, else (2, T, D)."""
+    first, second = data.val[0][0], data.val[min(1, len(data.val) - 1)][0]
+    steps = min(len(first), len(second))
+    example = np.stack([first[-steps:], second[-steps:]]).astype(np.float64)
+    return example[..., 0] if data.input_size == 1 else example

@@ -1,0 +1,123 @@
+"""The whole search of one validated run: study + trials + final evaluation + records."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import optuna
+
+from automl_rnn import __version__
+from automl_rnn.config import RunConfig, flat_fixed
+from automl_rnn.display import StudyProgress, console, key_value_table, state_counts, trials_table
+from automl_rnn.engine.finalize import Published, publish_best
+from automl_rnn.engine.objective import Objective
+from automl_rnn.engine.study import finished_trials, open_study, run_trials
+from automl_rnn.plugins import Registry
+from automl_rnn.space import COMMON_PARAMS, SearchSpace, distribution_from_spec
+from automl_rnn.tracking.mlflow import StudyTracker
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a finished search produced."""
+
+    study_name: str
+    n_finished: int
+    states: dict[str, int]
+    best_value: float | None
+    published: Published | None
+    seconds: float
+    interrupted: bool = False
+
+
+def build_space(run: RunConfig, registry: Registry) -> SearchSpace:
+    """The study's search space from the validated config."""
+    common = {k: distribution_from_spec(k, v) for k, v in run.search.space.items() if k in COMMON_PARAMS}
+    family_overrides = {k: v for k, v in run.search.space.items() if k not in COMMON_PARAMS}
+    archs = {name: registry.architectures[name] for name in run.search.archs}
+    return SearchSpace(common, archs, run.task, family_overrides, flat_fixed(run.search))
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for the progress view: Lightning's and Optuna's per-trial chatter off."""
+    # Failed and pruned trials are reported by the progress view, with their stored reason.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning", "mlflow.pyfunc",
+                 "mlflow.models.model"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+
+
+def run_search(run: RunConfig, registry: Registry, config: Mapping[str, Any]) -> SearchResult:
+    """Run (or resume) the study, then evaluate, log and register the best model.
+
+    Args:
+        run: the validated run.
+        registry: the plugins.
+        config: the composed config as a plain dict, logged with the study's parent run.
+    """
+    quiet_libraries()
+    started = time.perf_counter()
+    study = open_study(run)
+    resumed = len(study.trials) > 0
+    tracker = StudyTracker(run.tracking.uri, run.experiment_name, run.study_name)
+    tracker.start_study(config, {"task": run.task.name, "storage": run.storage,
+                                 "sampler": run.sampler["name"], "pruner": run.pruner["name"],
+                                 "automl_rnn.version": __version__})
+    if resumed:
+        console.print(f"Resuming study [bold]{run.study_name}[/]: {len(finished_trials(study))} "
+                      f"of {run.search.n_trials} trials already finished.")
+    objective = Objective(run, registry, build_space(run, registry), tracker)
+    interrupted = False
+    try:
+        with StudyProgress(study, run.search.n_trials, run.task.metric) as progress:
+            run_trials(study, objective, run, on_trial_end=progress)
+    except KeyboardInterrupt:
+        interrupted = True
+        console.print("[yellow]Interrupted.[/] Finished trials are kept; re-run the same command to resume.")
+    trials = study.get_trials(deepcopy=False)
+    states = state_counts(trials)
+    published = None
+    completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if completed:
+        console.print(trials_table(trials, run.task.metric, run.task.direction))
+    if completed and not interrupted:
+        published = publish_best(run, registry, study, tracker)
+    seconds = time.perf_counter() - started
+    tracker.log_study_metrics({"n_" + k.lower(): v for k, v in states.items()} | {"wall_seconds": seconds})
+    tracker.end_study("KILLED" if interrupted else "FINISHED")
+    result = SearchResult(run.study_name, len(finished_trials(study)), states,
+                          study.best_value if completed else None, published, seconds, interrupted)
+    show_result(run, result)
+    return result
+
+
+def show_result(run: RunConfig, result: SearchResult) -> None:
+    """The closing summary: counts, the chosen trial's test score and the model URI."""
+    rows: dict[str, Any] = {
+        "study": result.study_name,
+        "trials": ", ".join(f"{n} {s.lower()}" for s, n in sorted(result.states.items())),
+        "wall time": f"{result.seconds:.1f} s",
+    }
+    if result.published is not None:
+        p = result.published
+        rows[f"best val {run.task.metric}"] = result.best_value
+        rows[f"test {run.task.metric} (trial {p.trial_number})"] = p.test_score
+        rows["model"] = p.model_uri
+        if p.registered_version is not None:
+            rows["registered"] = (
+                f"{run.model_name} v{p.registered_version}"
+                + (f", alias @{run.tracking.alias} moved" if p.champion_moved else
+                   f", alias @{run.tracking.alias} kept (champion test {run.task.metric} {p.previous_champion_score:.4g})")
+            )
+    elif not result.interrupted:
+        rows["result"] = "no trial completed: see the reasons with automl-rnn best"
+    console.print(key_value_table("Search summary", rows))

@@ -1,0 +1,121 @@
+"""The Lightning Trainer of a trial and the callbacks that connect it to the search."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import lightning.pytorch as L
+import optuna
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+
+from automl_rnn.config import TrainerConfig
+
+
+def _metric_value(trainer: L.Trainer, name: str) -> float | None:
+    value = trainer.callback_metrics.get(name)
+    return None if value is None else float(value)
+
+
+class EpochHistory(Callback):
+    """Collects the epoch-level metrics (train and validation) of a trial, epoch by epoch."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+        self.epochs.append({"epoch": trainer.current_epoch, **row})
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.epochs and self.epochs[-1]["epoch"] == trainer.current_epoch:
+            loss = _metric_value(trainer, "train_loss")
+            if loss is not None:
+                self.epochs[-1]["train_loss"] = loss
+
+
+class BestWeights(Callback):
+    """Keeps a copy of the weights at the best value of ``monitor``, to restore after training."""
+
+    def __init__(self, monitor: str, mode: str) -> None:
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def _better(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = _metric_value(trainer, self.monitor)
+        if trainer.sanity_checking or value is None or not self._better(value):
+            return
+        self.best, self.best_epoch = value, trainer.current_epoch
+        self.state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.state_dict().items()})
+
+    def restore(self, pl_module: L.LightningModule) -> None:
+        """Load the best weights back into ``pl_module`` (no-op before any validation)."""
+        if self.state is not None:
+            pl_module.load_state_dict(self.state)
+
+
+class OptunaPruning(Callback):
+    """Reports the monitored metric to Optuna after each validation and stops a hopeless trial.
+
+    On a prune decision it stops training cleanly (``trainer.should_stop``) and remembers the
+    epoch; the objective then raises ``optuna.TrialPruned``, so Lightning never sees an
+    exception in the middle of a loop.
+    """
+
+    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+        self.trial, self.monitor = trial, monitor
+        self.pruned_at: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = _metric_value(trainer, self.monitor)
+        if trainer.sanity_checking or value is None or self.pruned_at is not None:
+            return
+        epoch = trainer.current_epoch
+        self.trial.report(value, step=epoch)
+        if self.trial.should_prune():
+            self.pruned_at = epoch
+            trainer.should_stop = True
+
+
+def build_trainer(
+    config: TrainerConfig,
+    *,
+    max_epochs: int,
+    gradient_clip_val: float | None,
+    monitor: str,
+    mode: str,
+    patience: int,
+    callbacks: list[Callback],
+) -> L.Trainer:
+    """A quiet Trainer for one trial: no logger or checkpoint files, early stopping on ``monitor``."""
+    all_callbacks = list(callbacks)
+    if patience > 0:
+        all_callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience, check_finite=False))
+    options: dict[str, Any] = dict(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        precision=config.precision,
+        max_epochs=max_epochs,
+        gradient_clip_val=gradient_clip_val,
+        callbacks=all_callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    return L.Trainer(**options)

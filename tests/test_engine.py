@@ -1,0 +1,97 @@
+"""The engine on a synthetic task: failures end one trial only, pruning fires, resume, champion."""
+
+from __future__ import annotations
+
+import mlflow
+import optuna
+import pytest
+
+import synthetic_plugins
+from automl_rnn.compose import compose_job, normalise_overrides
+from automl_rnn.config import validate
+from automl_rnn.engine.search import run_search
+from automl_rnn.plugins import load_registry
+
+REGISTRY = load_registry([("synthetic", synthetic_plugins)])
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def make_run(*overrides: str, task_options: dict | None = None):
+    """The real composed config with the synthetic task, then validated."""
+    config, problems = compose_job(normalise_overrides(list(overrides)))
+    assert not problems, problems
+    config["task"] = {"name": "sign", **(task_options or {})}
+    return validate(config, REGISTRY), config
+
+
+def search(*overrides: str, task_options: dict | None = None):
+    run, config = make_run(*overrides, task_options=task_options)
+    return run_search(run, REGISTRY, config), run
+
+
+def test_failures_end_only_their_trial_with_the_reason_stored(workdir):
+    result, run = search("search.n_trials=4", "search.max_epochs=2", "pruner=none",
+                         "search.archs=[gru,nan_gru,crash,wrong_shape]", "sampler=random",
+                         "search.fixed.nan_gru.poison=0.9",
+                         "search.enqueue=[{arch: gru},{arch: nan_gru},{arch: crash},{arch: wrong_shape}]")
+    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
+    by_arch = {t.params["arch"]: t for t in study.trials}
+    assert by_arch["gru"].state == optuna.trial.TrialState.COMPLETE
+    assert by_arch["nan_gru"].state == optuna.trial.TrialState.PRUNED
+    assert "NonFiniteLossError" in by_arch["nan_gru"].user_attrs["reason"]
+    assert by_arch["crash"].state == optuna.trial.TrialState.FAIL
+    assert "crash family is broken on purpose" in by_arch["crash"].user_attrs["reason"]
+    assert by_arch["wrong_shape"].state == optuna.trial.TrialState.FAIL
+    assert "plugin 'synthetic'" in by_arch["wrong_shape"].user_attrs["reason"]
+    assert result.published is not None and result.published.trial_number == by_arch["gru"].number
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`automl_rnn.role` = 'trial'")
+    assert sorted(runs["tags.state"]) == ["COMPLETE", "FAIL", "FAIL", "PRUNED"]
+    assert runs.loc[runs["tags.state"] == "PRUNED", "status"].item() == "KILLED"
+
+
+def test_median_pruner_stops_a_hopeless_trial(workdir):
+    good = "{arch: gru, lr: 0.02, hidden_size: 32, num_layers: 1, scheduler: constant, batch_size: 16}"
+    hopeless = "{arch: gru, lr: 1.0e-06, hidden_size: 32, num_layers: 1, scheduler: constant, batch_size: 16}"
+    result, run = search("search.n_trials=3", "search.max_epochs=8", "search.patience=0", "pruner=median",
+                         "pruner.n_startup_trials=1", "pruner.n_warmup_steps=2", "search.archs=[gru]",
+                         f"search.enqueue=[{good},{hopeless},{hopeless}]", task_options={"n": 400})
+    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
+    states = [t.state for t in study.trials]
+    assert states[0] == optuna.trial.TrialState.COMPLETE
+    assert optuna.trial.TrialState.PRUNED in states[1:]
+    pruned = next(t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
+    assert pruned.user_attrs["reason"].startswith("pruned at epoch")
+    assert pruned.user_attrs["epochs"] < 8
+
+
+def test_interrupted_study_resumes_to_the_full_budget(workdir):
+    synthetic_plugins.INTERRUPTS["left"] = 1
+    args = ("search.n_trials=3", "search.max_epochs=1", "search.archs=[interrupt]")
+    first, run = search(*args, "search.enqueue=[{arch: interrupt},{arch: interrupt}]")
+    assert first.interrupted and first.published is None
+    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
+    assert len(study.trials) == 1
+    second, _ = search(*args)
+    assert not second.interrupted and second.n_finished == 3
+    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 2
+    parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`automl_rnn.role` = 'study'")
+    assert len(parents) == 1 and parents["status"].item() == "FINISHED"
+
+
+def test_champion_alias_moves_only_for_a_better_model(workdir):
+    common = ("search.n_trials=1", "search.archs=[gru]", "tracking.model_name=sign_model",
+              "search.fixed.hidden_size=32", "search.fixed.num_layers=1", "search.fixed.scheduler=constant")
+    good, _ = search(*common, "study_name=good", "search.max_epochs=10", "search.fixed.lr=0.02")
+    bad, _ = search(*common, "study_name=bad", "search.max_epochs=1", "search.fixed.lr=1.0e-06")
+    assert good.published.champion_moved and not bad.published.champion_moved
+    assert bad.published.test_score < good.published.test_score
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias("sign_model", "champion")
+    assert champion.version == good.published.registered_version
+    assert bad.published.registered_version == 2
