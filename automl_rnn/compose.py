@@ -33,6 +33,34 @@ def _hydra_message(error: BaseException) -> str:
     return message
 
 
+def _describe(override: str, error: BaseException, base) -> str:
+    """A one-line problem for a bad override: unknown key or group option, with a hint."""
+    import difflib
+
+    from hydra.errors import MissingConfigException
+    from omegaconf import OmegaConf
+
+    key = override.lstrip("+~").split("=", 1)[0]
+    if isinstance(error, MissingConfigException) and getattr(error, "options", None):
+        group_options = sorted(error.options)
+        value = override.split("=", 1)[-1]
+        close = difflib.get_close_matches(value, group_options, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{key}={value}: no such {key} config{hint}; available: {', '.join(group_options)}"
+    if "not in struct" in f"{error} {error.__cause__}":
+        parent, _, leaf = key.rpartition(".")
+        try:
+            node = OmegaConf.select(base(), parent) if parent else base()
+            siblings = [str(k) for k in node.keys()] if hasattr(node, "keys") else []
+        except Exception:
+            siblings = []
+        close = difflib.get_close_matches(leaf, siblings, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        allowed = f"; keys here: {', '.join(siblings)}" if siblings else ""
+        return f"{key}: unknown key{hint}{allowed}"
+    return f"{override}: {_hydra_message(error)}"
+
+
 def compose_job(overrides: list[str]) -> tuple[dict[str, Any] | None, list[str]]:
     """Compose one job's config as a plain dict; on failure, find each bad override.
 
@@ -56,7 +84,7 @@ def compose_job(overrides: list[str]) -> tuple[dict[str, Any] | None, list[str]]
                 compose(CONFIG_NAME, overrides=good + [override])
                 good.append(override)
             except Exception as error:
-                problems.append(f"{override}: {_hydra_message(error)}")
+                problems.append(_describe(override, error, lambda: compose(CONFIG_NAME, overrides=good)))
         if not problems:
             problems.append(_hydra_message(first_error))
             return None, problems
