@@ -65,9 +65,10 @@ class StudyProgress:
 
 
 def trials_table(trials: Sequence[FrozenTrial], metric: str, direction: str, top: int = 10) -> Table:
-    """The best ``top`` complete trials, best first, with their main parameters."""
+    """The best ``top`` complete trials, best first (ties: lower val loss), with their main parameters."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    complete.sort(key=lambda t: t.value, reverse=direction == "maximize")
+    sign = -1 if direction == "maximize" else 1
+    complete.sort(key=lambda t: (sign * t.value, t.user_attrs.get("val_loss", float("inf"))))
     table = Table(title=f"Best trials by validation {metric}")
     for column in ("trial", metric, *SHOWN_PARAMS.values(), "epochs"):
         table.add_column(column, justify="left" if column in ("arch", "schedule") else "right", no_wrap=True)

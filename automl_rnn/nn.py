@@ -22,6 +22,14 @@ def last_valid_step(h: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tens
     return h[torch.arange(h.shape[0], device=h.device), index]
 
 
+def max_over_valid_steps(h: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, H) -> (B, H): the maximum over each sequence's valid steps."""
+    mask = valid_mask(lengths, h.shape[1], h.device)
+    if mask is None:
+        return h.amax(dim=1)
+    return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+
+
 def mean_over_valid_steps(h: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """(B, T, H) -> (B, H): the mean over each sequence's valid steps."""
     mask = valid_mask(lengths, h.shape[1], h.device)
@@ -49,19 +57,21 @@ class Standardize(nn.Module):
 
 
 class SequenceClassifier(nn.Module):
-    """Standardize -> backbone -> [last valid step, mean over valid steps] -> logits.
+    """Standardize -> backbone -> [last valid step, mean, max over valid steps] -> logits.
 
-    Pooling both the last step and the mean serves uni- and bidirectional backbones alike
-    (a backward direction has read the whole sequence at step 0, not at the last step).
+    The last step alone would not serve bidirectional backbones (their backward direction
+    has read the whole sequence at step 0); the mean and the max over time also let the
+    head see a short, decisive event anywhere in a long series.
     """
 
     def __init__(self, backbone: nn.Module, scaler: Standardize, num_classes: int) -> None:
         super().__init__()
         self.scaler = scaler
         self.backbone = backbone
-        self.head = nn.Linear(2 * backbone.output_size, num_classes)
+        self.head = nn.Linear(3 * backbone.output_size, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         h = self.backbone(self.scaler(x), lengths)
-        pooled = torch.cat([last_valid_step(h, lengths), mean_over_valid_steps(h, lengths)], -1)
+        pooled = torch.cat([last_valid_step(h, lengths), mean_over_valid_steps(h, lengths),
+                            max_over_valid_steps(h, lengths)], -1)
         return self.head(pooled)

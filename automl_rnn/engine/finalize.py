@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from automl_rnn.config import RunConfig
 from automl_rnn.data import collate
-from automl_rnn.engine.objective import EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, build_candidate
+from automl_rnn.engine.objective import EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, VAL_LOSS_ATTR, build_candidate
 from automl_rnn.plugins import Registry
 from automl_rnn.tracking.mlflow import StudyTracker, beats, champion_score
 from automl_rnn.tracking.pyfunc import SequencePredictor, runtime_requirements, signature_for
@@ -42,13 +42,24 @@ def evaluate_on_test(module, data, run: RunConfig) -> dict[str, float]:
     return {k: float(v) for k, v in results.items()}
 
 
+def choose_best(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The trial with the best validation value; ties go to the lower validation loss.
+
+    Only validation numbers take part: the test split plays no role in the choice.
+    """
+    best_value = study.best_value
+    tied = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.value == best_value]
+    return min(tied, key=lambda t: (t.user_attrs.get(VAL_LOSS_ATTR, math.inf), t.number))
+
+
 def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracker: StudyTracker) -> Published:
     """Reload the best trial's weights, test them, log the pyfunc model, register it.
 
     The alias (``tracking.alias``) moves to the new version only when its test score beats
     the current champion's.
     """
-    best = study.best_trial
+    best = choose_best(study)
     params = best.user_attrs[PARAMS_ATTR]
     run_id = best.user_attrs[RUN_ID_ATTR]
     module, data = build_candidate(run, registry, params)
@@ -57,7 +68,7 @@ def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracke
     test_metrics = evaluate_on_test(module, data, run)
     score = test_metrics[f"test_{run.task.metric}"]
     tracker.log_study_metrics(test_metrics, run_id)
-    tracker.log_study_metrics({**test_metrics, f"best_val_{run.task.metric}": best.value,
+    tracker.log_study_metrics({**test_metrics, f"chosen_val_{run.task.metric}": best.value,
                                "best_trial": best.number})
 
     example = input_example(data)

@@ -29,6 +29,7 @@ EVAL_BATCH = 256
 PARAMS_ATTR = "params"
 RUN_ID_ATTR = "mlflow_run_id"
 EPOCHS_ATTR = "epochs"
+VAL_LOSS_ATTR = "val_loss"
 
 
 def monitor_of(run: RunConfig) -> tuple[str, str]:
@@ -71,6 +72,7 @@ class Candidate:
     data: TaskData
     history: list[dict[str, float]] = field(default_factory=list)
     best_value: float | None = None
+    best_val_loss: float | None = None
     best_epoch: int | None = None
     pruned_at: int | None = None
     seconds: float = 0.0
@@ -115,7 +117,7 @@ def train_candidate(
     best.restore(module)
     return Candidate(
         module=module, data=data, history=history.epochs, best_value=best.best,
-        best_epoch=best.best_epoch, pruned_at=pruning.pruned_at if pruning else None,
+        best_val_loss=best.best_tie_breaker, best_epoch=best.best_epoch, pruned_at=pruning.pruned_at if pruning else None,
         seconds=time.perf_counter() - started,
     )
 
@@ -124,8 +126,8 @@ class Objective:
     """The Optuna objective: sample, train, report, record in MLflow.
 
     Returns the best validation value of the trial. The best weights are stored with the
-    trial's MLflow run when the trial beats the study's best so far, so the final
-    evaluation can reload them without retraining.
+    trial's MLflow run when the trial is at least as good as the study's best so far, so
+    the final evaluation can reload them without retraining.
     """
 
     def __init__(self, run: RunConfig, registry: Registry, space: SearchSpace, tracker: StudyTracker) -> None:
@@ -152,7 +154,8 @@ class Objective:
             if ending is error:
                 raise
             raise ending from error
-        if self._is_new_best(trial.study, candidate.best_value):
+        trial.set_user_attr(VAL_LOSS_ATTR, candidate.best_val_loss)
+        if self._may_be_chosen(trial.study, candidate.best_value):
             self.tracker.log_weights(run_id, candidate.module.state_dict())
         monitor, _ = monitor_of(self.run)
         self.tracker.end_trial(
@@ -162,9 +165,10 @@ class Objective:
         )
         return candidate.best_value
 
-    def _is_new_best(self, study: optuna.Study, value: float) -> bool:
+    def _may_be_chosen(self, study: optuna.Study, value: float) -> bool:
+        """True when the trial is at least as good as the best so far (ties go to val loss)."""
         try:
             best = study.best_value
         except ValueError:  # no completed trial yet
             return True
-        return value > best if self.run.task.direction == "maximize" else value < best
+        return value >= best if self.run.task.direction == "maximize" else value <= best

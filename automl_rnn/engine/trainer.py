@@ -39,26 +39,35 @@ class EpochHistory(Callback):
 
 
 class BestWeights(Callback):
-    """Keeps a copy of the weights at the best value of ``monitor``, to restore after training."""
+    """Keeps a copy of the weights at the best value of ``monitor``, to restore after training.
 
-    def __init__(self, monitor: str, mode: str) -> None:
-        self.monitor, self.mode = monitor, mode
+    Ties on ``monitor`` (common for accuracy on a small validation split) go to the epoch
+    with the lower validation loss, the more confident of the equally accurate models.
+    """
+
+    def __init__(self, monitor: str, mode: str, tie_breaker: str = "val_loss") -> None:
+        self.monitor, self.mode, self.tie_breaker = monitor, mode, tie_breaker
         self.best: float | None = None
+        self.best_tie_breaker: float = math.inf
         self.best_epoch: int | None = None
         self.state: dict[str, torch.Tensor] | None = None
 
-    def _better(self, value: float) -> bool:
+    def _better(self, value: float, tie_breaker: float) -> bool:
         if math.isnan(value):
             return False
         if self.best is None:
             return True
+        if value == self.best:
+            return tie_breaker < self.best_tie_breaker
         return value > self.best if self.mode == "max" else value < self.best
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = _metric_value(trainer, self.monitor)
-        if trainer.sanity_checking or value is None or not self._better(value):
+        tie_breaker = _metric_value(trainer, self.tie_breaker)
+        tie_breaker = math.inf if tie_breaker is None or math.isnan(tie_breaker) else tie_breaker
+        if trainer.sanity_checking or value is None or not self._better(value, tie_breaker):
             return
-        self.best, self.best_epoch = value, trainer.current_epoch
+        self.best, self.best_tie_breaker, self.best_epoch = value, tie_breaker, trainer.current_epoch
         self.state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.state_dict().items()})
 
     def restore(self, pl_module: L.LightningModule) -> None:
@@ -100,10 +109,15 @@ def build_trainer(
     patience: int,
     callbacks: list[Callback],
 ) -> L.Trainer:
-    """A quiet Trainer for one trial: no logger or checkpoint files, early stopping on ``monitor``."""
+    """A quiet Trainer for one trial: no logger or checkpoint files, early stopping.
+
+    Early stopping watches ``val_loss``: it keeps improving after a coarse metric such as
+    accuracy on a small validation split has saturated, and ``BestWeights`` uses it to break
+    ties.
+    """
     all_callbacks = list(callbacks)
     if patience > 0:
-        all_callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience, check_finite=False))
+        all_callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience, check_finite=False))
     options: dict[str, Any] = dict(
         accelerator=config.accelerator,
         devices=config.devices,
