@@ -39,8 +39,8 @@ class SearchConfig:
     n_trials: int = 20
     timeout: float | None = None
     archs: tuple[str, ...] = ("lstm", "gru", "bilstm", "bigru")
-    max_epochs: int = 40
-    patience: int = 10
+    max_epochs: int = 100
+    patience: int = 20
     fixed: Mapping[str, Any] = field(default_factory=dict)
     enqueue: tuple[Mapping[str, Any], ...] = ()
     space: Mapping[str, Any] = field(default_factory=dict)

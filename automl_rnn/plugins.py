@@ -63,7 +63,7 @@ class Registry:
     @property
     def problems(self) -> list[str]:
         """One message per plugin that was skipped."""
-        return [p.error for p in self.plugins if p.error]
+        return [f"{p.name}: {p.error}" for p in self.plugins if p.error]
 
 
 def _env_flag(name: str) -> bool:
