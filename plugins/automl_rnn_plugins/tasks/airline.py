@@ -1,0 +1,219 @@
+"""``airline``: forecast the next ``horizon`` months of the Box & Jenkins airline passengers.
+
+The series (144 monthly values, 1949-1960) ships with sktime. Its last ``test_size`` points
+are the test targets and the ``val_size`` points before them the validation targets; every
+statistic is fitted on the points before the validation span only.
+
+Scaling, and why it looks like this: the series grows about fivefold and its seasonal swing
+grows with its level, so the model works on logs (the swing becomes roughly constant and
+errors become relative). Each input window is then centred on its own mean log level
+(RevIN-style): a window from 1950 and one from 1959 look alike, so the few training windows
+(all before the validation span, i.e. at lower levels than the test period) still teach the
+network about the test period; the forecast is made relative to the window's level and mapped
+back. The spread is one constant fitted on the training windows rather than each window's own
+std: a window's std mixes trend and season and is noisy for short windows, and dividing by it
+would multiply that noise into the forecast. The loss compares logs divided by the same
+constant, so it is a relative error of order one whatever the passenger numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from optuna.distributions import IntDistribution
+
+from automl_rnn import hookimpl
+from automl_rnn.errors import UserError
+from automl_rnn.types import Params, SearchSpace, Task, TaskData
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from automl_rnn.types import Backbone
+
+DEFAULT_WINDOW = 36
+"""Input length when the search does not sample ``window``."""
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class AirlineOptions:
+    """Options of the ``airline`` task.
+
+    Attributes:
+        horizon: number of months forecast at once.
+        test_size: the last ``test_size`` months are the test targets.
+        val_size: the ``val_size`` months before them are the validation targets.
+    """
+
+    horizon: int = 12
+    test_size: int = 12
+    val_size: int = 24
+
+
+def airline_space() -> SearchSpace:
+    """The task's own search parameter: the input window length in months."""
+    return {"window": IntDistribution(24, 72, step=12)}
+
+
+def load_series() -> np.ndarray:
+    """The 144 monthly passenger counts (thousands) as float64."""
+    import numpy as np
+    from sktime.datasets import load_airline
+
+    return load_airline().to_numpy(dtype=np.float64)
+
+
+def cut_windows(series: np.ndarray, window: int, horizon: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (inputs, targets) pair whose targets lie inside ``series[start:stop]``.
+
+    Returns x (N, window, 1) and y (N, horizon) float32, in time order.
+    """
+    import numpy as np
+
+    firsts = range(max(start, window), stop - horizon + 1)
+    x = np.array([series[t - window:t] for t in firsts], dtype=np.float32).reshape(-1, window, 1)
+    y = np.array([series[t:t + horizon] for t in firsts], dtype=np.float32).reshape(-1, horizon)
+    return x, y
+
+
+def fit_scale(train_part: np.ndarray, window: int, horizon: int) -> float:
+    """Std of log values around their input window's mean log, over the training windows."""
+    import numpy as np
+
+    x, y = cut_windows(train_part, window, horizon, 0, len(train_part))
+    logs = np.log(np.concatenate([x[..., 0], y], axis=1).astype(np.float64))
+    centred = logs - logs[:, :window].mean(axis=1, keepdims=True)
+    return float(centred.std())
+
+
+def scaled_log_loss(scale: float, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE between log forecast and log target, both divided by the train-fitted ``scale``."""
+    import torch
+
+    diff = (torch.log(prediction.clamp_min(_EPS)) - torch.log(target.clamp_min(_EPS))) / scale
+    return diff.pow(2).mean()
+
+
+def _mae() -> dict[str, Any]:
+    from torchmetrics import MeanAbsoluteError
+
+    return {"mae": MeanAbsoluteError()}
+
+
+@functools.lru_cache(maxsize=1)
+def _define_forecaster() -> type:
+    import torch
+    from torch import nn
+
+    from automl_rnn.nn import last_valid_step, valid_mask
+
+    class WindowForecaster(nn.Module):
+        """Raw positive values (B, T, 1) -> forecasts (B, horizon) on the original scale.
+
+        Reads the last ``window`` valid steps, takes logs, centres them on the window's mean
+        log, divides by the train-fitted ``scale`` (a buffer, saved with the weights), runs
+        the backbone and a linear head on the last step, and maps the result back.
+        """
+
+        def __init__(self, backbone: Backbone, window: int, horizon: int, scale: float) -> None:
+            super().__init__()
+            self.backbone = backbone
+            self.window, self.horizon = window, horizon
+            self.head = nn.Linear(backbone.output_size, horizon)
+            self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+
+        def last_steps(self, x: torch.Tensor, lengths: torch.Tensor | None):
+            """The last ``window`` valid steps of each sequence, padded at the end."""
+            if lengths is None:
+                return x[:, -self.window:], None
+            lengths = lengths.to(x.device)
+            kept = lengths.clamp(max=self.window)
+            width = int(kept.max())
+            index = (lengths - kept)[:, None] + torch.arange(width, device=x.device)[None, :]
+            index = index.clamp(max=x.shape[1] - 1)
+            x = x.gather(1, index[..., None].expand(-1, -1, x.shape[2]))
+            return x, (None if bool((kept == width).all()) else kept)
+
+        def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+            x, lengths = self.last_steps(x, lengths)
+            logs = torch.log(x.clamp_min(_EPS))
+            mask = valid_mask(lengths, x.shape[1], x.device)
+            weights = torch.ones_like(logs) if mask is None else mask[..., None].to(logs.dtype)
+            level = (logs * weights).sum(dim=1) / weights.sum(dim=1)  # (B, 1)
+            h = self.backbone((logs - level[:, None]) * weights / self.scale, lengths)
+            out = self.scale * self.head(last_valid_step(h, lengths))
+            return torch.exp(level + out)
+
+    WindowForecaster.__module__, WindowForecaster.__qualname__ = __name__, "WindowForecaster"
+    return WindowForecaster
+
+
+def __getattr__(name: str) -> Any:
+    # The model class needs torch, which the module must not import when plugins are
+    # listed; defining it on first access (PEP 562) keeps it importable by name, so pickles
+    # of a model refer to it instead of copying it.
+    if name == "WindowForecaster":
+        return _define_forecaster()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _forecaster(window: int, horizon: int, scale: float, backbone: Backbone):
+    return _define_forecaster()(backbone, window, horizon, scale)
+
+
+def forecast_data(series: np.ndarray, options: AirlineOptions, window: int) -> TaskData:
+    """TaskData for ``series``: windows cut as described in the module docstring.
+
+    Raises:
+        UserError: the sizes leave no window for one of the splits.
+    """
+    import numpy as np
+
+    from automl_rnn.data import SequenceDataset
+
+    series = np.asarray(series, dtype=np.float64)
+    n, h = len(series), options.horizon
+    val_start, test_start = n - options.test_size - options.val_size, n - options.test_size
+    if h < 1 or window < 1 or options.val_size < h or options.test_size < h:
+        raise UserError(f"airline: need horizon >= 1, window >= 1 and val_size, test_size >= horizon "
+                        f"(got horizon={h}, window={window}, val_size={options.val_size}, "
+                        f"test_size={options.test_size})")
+    if val_start - window - h < 0:
+        raise UserError(f"airline: window={window} + horizon={h} leaves no training window in the "
+                        f"{max(val_start, 0)} months before the validation span; shorten the window, "
+                        f"the horizon, val_size or test_size")
+    if series[:val_start].min() <= 0:
+        raise UserError("airline: the model works on logs, so the series must be positive")
+    splits = [SequenceDataset(*cut_windows(series, window, h, a, b))
+              for a, b in ((0, val_start), (val_start, test_start), (test_start, n))]
+    scale = fit_scale(series[:val_start], window, h)
+    return TaskData(
+        train=splits[0], val=splits[1], test=splits[2],
+        input_size=1,
+        build_model=functools.partial(_forecaster, window, h, scale),
+        loss=functools.partial(scaled_log_loss, scale),
+        metrics=_mae,
+        summary={"series": "airline", "length": n, "window": window, "horizon": h,
+                 "n_train": len(splits[0]), "n_val": len(splits[1]), "n_test": len(splits[2])},
+    )
+
+
+def prepare_airline(options: AirlineOptions, params: Params) -> TaskData:
+    """Load the airline series and cut it with ``params["window"]`` (default 36)."""
+    return forecast_data(load_series(), options, int(params.get("window", DEFAULT_WINDOW)))
+
+
+@hookimpl
+def automl_rnn_register_tasks(register) -> None:
+    """Register ``airline``."""
+    register(Task(
+        name="airline",
+        description="forecast 12 months of airline passengers (Box & Jenkins, 144 monthly values)",
+        metric="mae", direction="minimize", requires_causal=True,
+        prepare=prepare_airline, options=AirlineOptions, space=airline_space,
+    ))
