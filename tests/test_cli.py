@@ -115,3 +115,15 @@ def test_multirun_runs_one_study_per_task(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     names = optuna.get_all_study_names(storage=f"sqlite:///{tmp_path / 'automl_rnn.db'}")
     assert sorted(names) == ["gunpoint", "italypower"]
+
+
+@pytest.mark.parametrize(("args", "forbidden"), [(["--help"], {"torch"}), (["plugins"], {"torch", "lightning", "mlflow"})])
+def test_light_commands_do_not_import_heavy_libraries(args, forbidden):
+    probe = (
+        "import sys\nfrom automl_rnn.cli import main\n"
+        f"sys.argv = ['automl-rnn', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {sorted(forbidden)!r} if m in sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stderr.strip().splitlines()[-1] == "[]"

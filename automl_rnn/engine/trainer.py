@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from typing import Any
 
 import lightning.pytorch as L
@@ -20,10 +21,18 @@ def _metric_value(trainer: L.Trainer, name: str) -> float | None:
 
 
 class EpochHistory(Callback):
-    """Collects the epoch-level metrics (train and validation) of a trial, epoch by epoch."""
+    """Collects the epoch-level metrics (train and validation) of a trial, epoch by epoch.
+
+    Each row also holds ``epoch_seconds``: the wall time of the epoch, its training batches
+    and its validation pass.
+    """
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
+        self._epoch_started = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_started = time.perf_counter()
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -36,6 +45,7 @@ class EpochHistory(Callback):
             loss = _metric_value(trainer, "train_loss")
             if loss is not None:
                 self.epochs[-1]["train_loss"] = loss
+            self.epochs[-1]["epoch_seconds"] = time.perf_counter() - self._epoch_started
 
 
 class BestWeights(Callback):
