@@ -1,0 +1,108 @@
+"""The torch module of the ``dnc`` family (see ``dnc.py`` for the model and its footprint)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_EPS = 1e-6
+
+
+def content_weighting(memory: torch.Tensor, keys: torch.Tensor, strengths: torch.Tensor) -> torch.Tensor:
+    """Softmax over slots of strength x cosine(key, slot): memory (B, N, W), keys (B, H, W) -> (B, H, N)."""
+    dots = keys @ memory.transpose(1, 2)
+    norms = keys.norm(dim=-1, keepdim=True) * memory.norm(dim=-1)[:, None, :]
+    return F.softmax(strengths[..., None] * dots / (norms + _EPS), dim=-1)
+
+
+def allocation_weighting(usage: torch.Tensor) -> torch.Tensor:
+    """(B, N) usage -> (B, N) allocation: free slots first, in order of increasing usage."""
+    usage = _EPS + (1 - _EPS) * usage
+    sorted_usage, order = usage.sort(dim=-1)
+    exclusive = torch.cumprod(F.pad(sorted_usage, (1, 0), value=1.0), dim=-1)[:, :-1]
+    sorted_allocation = (1 - sorted_usage) * exclusive
+    return torch.zeros_like(usage).scatter(1, order, sorted_allocation)
+
+
+class DNC(nn.Module):
+    """Differentiable Neural Computer; (B, T, D) -> (B, T, hidden_size + R * W)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, memory_slots: int = 16,
+                 word_size: int = 16, read_heads: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.n, self.w, self.r = memory_slots, word_size, read_heads
+        sizes = [input_size + read_heads * word_size] + [hidden_size] * num_layers
+        self.cells = nn.ModuleList(nn.LSTMCell(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.dropout = nn.Dropout(dropout)
+        r, w = read_heads, word_size
+        # read keys, read strengths, write key, write strength, erase, write vector,
+        # free gates, allocation gate, write gate, read modes
+        self.split = [r * w, r, w, 1, w, w, r, 1, 1, 3 * r]
+        self.interface = nn.Linear(hidden_size, sum(self.split))
+        self.output_size = hidden_size + r * w
+
+    def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Empty memory and links, zero weightings, zero controller state."""
+        n, w, r = self.n, self.w, self.r
+
+        def zeros(*shape):
+            return torch.zeros(batch, *shape, device=device, dtype=dtype)
+
+        hidden = [(zeros(c.hidden_size), zeros(c.hidden_size)) for c in self.cells]
+        return {"memory": zeros(n, w), "link": zeros(n, n), "precedence": zeros(n), "usage": zeros(n),
+                "write": zeros(n), "read": zeros(r, n), "reads": zeros(r * w), "hidden": hidden}
+
+    def step(self, x: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """One time step: x (B, D) and the state -> output (B, output_size) and the new state."""
+        batch = x.shape[0]
+        n, w, r = self.n, self.w, self.r
+        inp = torch.cat([x, state["reads"]], dim=-1)
+        hidden = []
+        for i, cell in enumerate(self.cells):
+            h, c = cell(inp if i == 0 else self.dropout(inp), state["hidden"][i])
+            hidden.append((h, c))
+            inp = h
+        parts = torch.split(self.interface(h), self.split, dim=-1)
+        read_keys = parts[0].view(batch, r, w)
+        read_strengths = 1 + F.softplus(parts[1])
+        write_key = parts[2].view(batch, 1, w)
+        write_strength = 1 + F.softplus(parts[3])
+        erase = torch.sigmoid(parts[4])
+        write_vector = parts[5]
+        free_gates = torch.sigmoid(parts[6])
+        allocation_gate = torch.sigmoid(parts[7])
+        write_gate = torch.sigmoid(parts[8])
+        read_modes = F.softmax(parts[9].view(batch, r, 3), dim=-1)
+
+        memory, link, precedence = state["memory"], state["link"], state["precedence"]
+        # usage: retained unless freed by a read head after being read
+        retention = torch.prod(1 - free_gates[..., None] * state["read"], dim=1)
+        usage = (state["usage"] + state["write"] - state["usage"] * state["write"]) * retention
+        # write weighting
+        allocation = allocation_weighting(usage)
+        content = content_weighting(memory, write_key, write_strength).squeeze(1)
+        write = write_gate * (allocation_gate * allocation + (1 - allocation_gate) * content)
+        memory = memory * (1 - write[..., None] * erase[:, None, :]) + write[..., None] * write_vector[:, None, :]
+        # temporal links: L[i, j] = (1 - w_i - w_j) L[i, j] + w_i p_j, zero diagonal
+        link = (1 - write[:, :, None] - write[:, None, :]) * link + write[:, :, None] * precedence[:, None, :]
+        link = link * (1 - torch.eye(n, device=x.device, dtype=x.dtype))
+        precedence = (1 - write.sum(-1, keepdim=True)) * precedence + write
+        # reading
+        forward = state["read"] @ link.transpose(1, 2)
+        backward = state["read"] @ link
+        content = content_weighting(memory, read_keys, read_strengths)
+        read = read_modes[..., 0:1] * backward + read_modes[..., 1:2] * content + read_modes[..., 2:3] * forward
+        reads = (read @ memory).reshape(batch, r * w)
+        new_state = {"memory": memory, "link": link, "precedence": precedence, "usage": usage,
+                     "write": write, "read": read, "reads": reads, "hidden": hidden}
+        return torch.cat([h, reads], dim=-1), new_state
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Causal loop over time, so padding at the end never reaches a valid step."""
+        state = self.initial_state(x.shape[0], x.device, x.dtype)
+        outputs = []
+        for t in range(x.shape[1]):
+            out, state = self.step(x[:, t], state)
+            outputs.append(out)
+        return torch.stack(outputs, dim=1)
