@@ -82,3 +82,10 @@ def test_learns_a_tiny_task(name):
         optimizer.step()
     accuracy = ((logits > 0).float() == y).float().mean().item()
     assert accuracy > 0.9
+
+
+def test_mamba_without_mambapy_fails_with_an_install_hint(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "mambapy", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r'pip install "automl-rnn\[mamba\]"'):
+        build("mamba")
+    assert build("gru").output_size == PARAMS["hidden_size"]  # the other families are unaffected

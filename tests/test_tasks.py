@@ -119,11 +119,24 @@ def test_airline_forecasts_are_on_the_original_scale():
     with torch.no_grad():
         forecast = model(x, None)
     assert forecast.shape == (len(data.val), 12)
-    # an untrained model forecasts near each window's level, in passengers (hundreds), not in logs
-    level = x[..., 0].log().mean(dim=1).exp()
-    assert torch.all((forecast / level[:, None] - 1).abs() < 0.5)
+    # an untrained model forecasts the seasonal-drift reference, in passengers, not in logs:
+    # the last season again, times the growth between the window's last two seasons
+    series = x[..., 0].double()
+    growth = series[:, -12:].log().mean(dim=1) - series[:, -24:-12].log().mean(dim=1)
+    expected = series[:, -12:] * growth.exp()[:, None]
+    assert torch.allclose(forecast.double(), expected, rtol=1e-4)
+    assert forecast.min() > 100  # passengers (thousands), never logs
 
 
 def test_airline_rejects_a_window_that_leaves_no_training_data():
     with pytest.raises(UserError, match="leaves no training window"):
         prepare("airline", {"window": 120})
+
+
+def test_airline_reference_needs_enough_seasons_in_the_window():
+    with pytest.raises(UserError, match="needs a window of 2 season"):
+        prepare("airline", {"window": 12})
+    with pytest.raises(UserError, match="is not one of"):
+        prepare("airline", {"window": 24}, reference="arima")
+    # the level reference needs no full season
+    assert len(prepare("airline", {"window": 12}, reference="level").test) == 1

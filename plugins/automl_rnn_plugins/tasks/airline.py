@@ -4,16 +4,18 @@ The series (144 monthly values, 1949-1960) ships with sktime. Its last ``test_si
 are the test targets and the ``val_size`` points before them the validation targets; every
 statistic is fitted on the points before the validation span only.
 
-Scaling, and why it looks like this: the series grows about fivefold and its seasonal swing
-grows with its level, so the model works on logs (the swing becomes roughly constant and
-errors become relative). Each input window is then centred on its own mean log level
-(RevIN-style): a window from 1950 and one from 1959 look alike, so the few training windows
-(all before the validation span, i.e. at lower levels than the test period) still teach the
-network about the test period; the forecast is made relative to the window's level and mapped
-back. The spread is one constant fitted on the training windows rather than each window's own
-std: a window's std mixes trend and season and is noisy for short windows, and dividing by it
-would multiply that noise into the forecast. The loss compares logs divided by the same
-constant, so it is a relative error of order one whatever the passenger numbers.
+How the model forecasts: the series grows about fivefold and its seasonal swing grows with
+its level, so the model works on logs (the swing becomes roughly constant and errors become
+relative). It forecasts a classical reference in logs -- by default the window's last season
+again, raised by the growth between its last two seasons (seasonal naive with drift) -- plus a
+correction that the network learns; the correction head starts at zero, so an untrained model
+forecasts exactly the reference and training only has to learn what the reference misses.
+The network sees each input window centred on its own mean log level (RevIN-style), so a
+window from 1950 and one from 1959 look alike and the few training windows (all before the
+validation span, at lower levels than the test period) still teach it about the test period.
+The spread is one constant fitted on the training windows rather than each window's own std,
+which mixes trend and season and would multiply its noise into the forecast. The loss
+compares logs divided by the same constant: a relative error of order one.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ DEFAULT_WINDOW = 36
 
 _EPS = 1e-6
 
+REFERENCES = {"seasonal_drift": 2, "seasonal": 1, "level": 0}
+"""Reference forecasts and the number of seasons of input each needs."""
+
 
 @dataclass(frozen=True)
 class AirlineOptions:
@@ -48,11 +53,19 @@ class AirlineOptions:
         horizon: number of months forecast at once.
         test_size: the last ``test_size`` months are the test targets.
         val_size: the ``val_size`` months before them are the validation targets.
+        season: the season length in steps (12 for monthly data).
+        reference: the classical forecast that the network corrects (in logs); an
+            untrained model forecasts exactly this. ``seasonal_drift``: the last season
+            again, raised by the growth between the window's last two seasons (needs a
+            window of two seasons); ``seasonal``: the last season again (seasonal naive);
+            ``level``: the window's mean level.
     """
 
     horizon: int = 12
     test_size: int = 12
     val_size: int = 24
+    season: int = 12
+    reference: str = "seasonal_drift"
 
 
 def airline_space() -> SearchSpace:
@@ -120,11 +133,15 @@ def _define_forecaster() -> type:
         the backbone and a linear head on the last step, and maps the result back.
         """
 
-        def __init__(self, backbone: Backbone, window: int, horizon: int, scale: float) -> None:
+        def __init__(self, backbone: Backbone, window: int, horizon: int, scale: float,
+                     season: int = 12, reference: str = "level") -> None:
             super().__init__()
             self.backbone = backbone
-            self.window, self.horizon = window, horizon
+            self.window, self.horizon, self.season, self.reference_kind = window, horizon, season, reference
             self.head = nn.Linear(backbone.output_size, horizon)
+            # Zero at the start: the first forecast is the reference (seasonal naive or level).
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
             self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
 
         def last_steps(self, x: torch.Tensor, lengths: torch.Tensor | None):
@@ -147,7 +164,22 @@ def _define_forecaster() -> type:
             level = (logs * weights).sum(dim=1) / weights.sum(dim=1)  # (B, 1)
             h = self.backbone((logs - level[:, None]) * weights / self.scale, lengths)
             out = self.scale * self.head(last_valid_step(h, lengths))
-            return torch.exp(level + out)
+            return torch.exp(self.reference(logs, level, lengths) + out)
+
+        def reference(self, logs: torch.Tensor, level: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+            """The log forecast that the network corrects (see ``AirlineOptions.reference``)."""
+            if self.reference_kind == "level":
+                return level
+            series = logs[..., 0]
+            ends = torch.full((logs.shape[0],), logs.shape[1], device=logs.device) if lengths is None else lengths
+            steps = torch.arange(self.horizon, device=logs.device) % self.season
+            last_season = series.gather(1, ends[:, None] - self.season + steps[None, :])  # (B, horizon)
+            if self.reference_kind == "seasonal":
+                return last_season
+            season = torch.arange(self.season, device=logs.device)[None, :]
+            growth = (series.gather(1, ends[:, None] - self.season + season).mean(dim=1)
+                      - series.gather(1, ends[:, None] - 2 * self.season + season).mean(dim=1))
+            return last_season + growth[:, None]
 
     WindowForecaster.__module__, WindowForecaster.__qualname__ = __name__, "WindowForecaster"
     return WindowForecaster
@@ -162,8 +194,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _forecaster(window: int, horizon: int, scale: float, backbone: Backbone):
-    return _define_forecaster()(backbone, window, horizon, scale)
+def _forecaster(window: int, horizon: int, scale: float, season: int, reference: str, backbone: Backbone):
+    return _define_forecaster()(backbone, window, horizon, scale, season, reference)
 
 
 def forecast_data(series: np.ndarray, options: AirlineOptions, window: int) -> TaskData:
@@ -179,6 +211,13 @@ def forecast_data(series: np.ndarray, options: AirlineOptions, window: int) -> T
     series = np.asarray(series, dtype=np.float64)
     n, h = len(series), options.horizon
     val_start, test_start = n - options.test_size - options.val_size, n - options.test_size
+    if options.reference not in REFERENCES:
+        raise UserError(f"airline: task.reference={options.reference!r} is not one of {', '.join(REFERENCES)}")
+    seasons_needed = REFERENCES[options.reference]
+    if options.season < 1 or window < seasons_needed * options.season:
+        raise UserError(f"airline: task.reference={options.reference} needs a window of {seasons_needed} "
+                        f"season(s) of task.season={options.season} steps, but the window is {window}; "
+                        f"widen the window (task.window) or choose another reference")
     if h < 1 or window < 1 or options.val_size < h or options.test_size < h:
         raise UserError(f"airline: need horizon >= 1, window >= 1 and val_size, test_size >= horizon "
                         f"(got horizon={h}, window={window}, val_size={options.val_size}, "
@@ -195,7 +234,7 @@ def forecast_data(series: np.ndarray, options: AirlineOptions, window: int) -> T
     return TaskData(
         train=splits[0], val=splits[1], test=splits[2],
         input_size=1,
-        build_model=functools.partial(_forecaster, window, h, scale),
+        build_model=functools.partial(_forecaster, window, h, scale, options.season, options.reference),
         loss=functools.partial(scaled_log_loss, scale),
         metrics=_mae,
         summary={"series": "airline", "length": n, "window": window, "horizon": h,
