@@ -44,6 +44,7 @@ class SearchConfig:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     enqueue: tuple[Mapping[str, Any], ...] = ()
     space: Mapping[str, Any] = field(default_factory=dict)
+    refit: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class RunConfig:
     seed: int
     dropped_archs: tuple[str, ...] = ()
     """Families in ``search.archs`` left out because the task needs causal ones."""
+
+    @property
+    def refit(self) -> bool:
+        """Whether the chosen configuration is retrained on train + val before the test."""
+        return self.task.refit if self.search.refit is None else bool(self.search.refit)
 
     @property
     def experiment_name(self) -> str:
@@ -155,6 +161,8 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
     _positive_int("search", "n_trials", search.n_trials, problems)
     _positive_int("search", "max_epochs", search.max_epochs, problems)
     _positive_int("search", "patience", search.patience, problems, minimum=0)
+    if search.refit not in (None, True, False):
+        problems.append(f"search.refit={search.refit!r}: must be true, false or null (the task decides)")
     if search.timeout is not None and not (isinstance(search.timeout, (int, float)) and search.timeout > 0):
         problems.append(f"search.timeout={search.timeout!r}: must be a positive number of seconds or null")
 

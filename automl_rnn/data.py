@@ -37,6 +37,11 @@ class SequenceDataset(Dataset):
         return len({len(x) for x in self.xs}) <= 1
 
 
+def concatenate(first: SequenceDataset, second: SequenceDataset) -> SequenceDataset:
+    """One dataset holding the sequences of ``first`` followed by those of ``second``."""
+    return SequenceDataset(first.xs + second.xs, np.concatenate([first.ys, second.ys]))
+
+
 def pad_batch(xs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Stack (T_i, D) arrays into a (B, T_max, D) tensor, zero-padded at the end.
 

@@ -123,6 +123,10 @@ class Task:
             fields and defaults document them, and unknown keys are config errors.
         space: the task's own search parameters (window length, ...), stored in the
             study as ``task.<parameter>``.
+        refit: True when the chosen configuration should be retrained on train + val
+            before its test evaluation (``search.refit`` overrides it). Forecasting tasks
+            set it: their validation span is the newest data, which the final model should
+            have seen, as a forecaster fitted on everything before the test period has.
     """
 
     name: str
@@ -133,3 +137,4 @@ class Task:
     prepare: Callable[[Any, Params], TaskData]
     options: type = NoOptions
     space: Callable[[], SearchSpace] = no_space
+    refit: bool = False

@@ -95,3 +95,19 @@ def test_champion_alias_moves_only_for_a_better_model(workdir):
     champion = client.get_model_version_by_alias("sign_model", "champion")
     assert champion.version == good.published.registered_version
     assert bad.published.registered_version == 2
+
+
+def test_refit_retrains_the_chosen_config_on_train_and_val_for_its_best_epoch_count(workdir):
+    common = ("search.n_trials=2", "search.archs=[gru]", "search.max_epochs=6", "search.patience=0",
+              "search.fixed.hidden_size=16", "search.fixed.num_layers=1", "search.fixed.scheduler=plateau")
+    kept, _ = search(*common, "study_name=kept")
+    refit, run = search(*common, "study_name=refit", "search.refit=true")
+    assert kept.published.refit_epochs is None
+    chosen = optuna.load_study(study_name="refit", storage=run.storage).trials[refit.published.trial_number]
+    assert refit.published.refit_epochs == chosen.user_attrs["best_epoch"] + 1
+    # the same trials (same seeds) were chosen from, but the published model saw more data
+    assert refit.published.trial_number == kept.published.trial_number
+    assert refit.published.test_score != kept.published.test_score
+    (parent,) = mlflow.search_runs(experiment_names=["refit"], output_format="list",
+                                   filter_string="tags.`automl_rnn.role` = 'study'")
+    assert parent.data.metrics["refit_epochs"] == refit.published.refit_epochs

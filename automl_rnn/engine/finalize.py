@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -13,8 +14,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from automl_rnn.config import RunConfig
-from automl_rnn.data import collate
-from automl_rnn.engine.objective import EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, VAL_LOSS_ATTR, build_candidate
+from automl_rnn.data import collate, concatenate
+from automl_rnn.engine.objective import (
+    BEST_EPOCH_ATTR, EPOCHS_ATTR, EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, VAL_LOSS_ATTR, build_candidate, loaders,
+)
+from automl_rnn.engine.trainer import StopAfterEpochs, build_trainer
 from automl_rnn.plugins import Registry
 from automl_rnn.tracking.mlflow import StudyTracker, beats, champion_score
 from automl_rnn.tracking.pyfunc import SequencePredictor, runtime_requirements, signature_for
@@ -27,6 +31,7 @@ class Published:
     trial_number: int
     test_metrics: dict[str, float]
     test_score: float
+    refit_epochs: int | None
     model_uri: str
     registered_version: str | None
     champion_moved: bool
@@ -53,8 +58,33 @@ def choose_best(study: optuna.Study) -> optuna.trial.FrozenTrial:
     return min(tied, key=lambda t: (t.user_attrs.get(VAL_LOSS_ATTR, math.inf), t.number))
 
 
+def refit_on_train_and_val(run: RunConfig, registry: Registry, trial: optuna.trial.FrozenTrial):
+    """Retrain ``trial``'s configuration on train + val with its seed, for as many epochs as
+    early stopping chose in the search (up to its best epoch); return (module, data, epochs).
+
+    The preprocessing stays fitted on train (``TaskData`` is prepared as in the search) and
+    the test split plays no part. The validation loader still runs, only so that a
+    reduce-on-plateau schedule has the metric it watches, as it had in the search.
+    """
+    params = trial.user_attrs[PARAMS_ATTR]
+    epochs = int(trial.user_attrs.get(BEST_EPOCH_ATTR, trial.user_attrs.get(EPOCHS_ATTR, 1) - 1)) + 1
+    seed = run.seed + trial.number
+    if run.trainer.num_threads:
+        torch.set_num_threads(run.trainer.num_threads)
+    L.seed_everything(seed, workers=True, verbose=False)
+    module, data = build_candidate(run, registry, params)
+    trainer = build_trainer(run.trainer, max_epochs=run.search.max_epochs, gradient_clip_val=params.get("grad_clip"),
+                            monitor=module.monitor, mode=module.monitor_mode, patience=0,
+                            callbacks=[StopAfterEpochs(epochs)])
+    merged = dataclasses.replace(data, train=concatenate(data.train, data.val))
+    train_loader, val_loader = loaders(merged, int(params.get("batch_size", 32)), seed, run.trainer.num_workers)
+    trainer.fit(module, train_loader, val_loader)
+    return module, data, epochs
+
+
 def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracker: StudyTracker) -> Published:
-    """Reload the best trial's weights, test them, log the pyfunc model, register it.
+    """Reload the best trial's weights (or refit them, see ``RunConfig.refit``), test them,
+    log the pyfunc model, register it.
 
     The alias (``tracking.alias``) moves to the new version only when its test score beats
     the current champion's.
@@ -62,14 +92,18 @@ def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracke
     best = choose_best(study)
     params = best.user_attrs[PARAMS_ATTR]
     run_id = best.user_attrs[RUN_ID_ATTR]
-    module, data = build_candidate(run, registry, params)
-    module.load_state_dict(tracker.load_weights(run_id))
+    refit_epochs = None
+    if run.refit:
+        module, data, refit_epochs = refit_on_train_and_val(run, registry, best)
+    else:
+        module, data = build_candidate(run, registry, params)
+        module.load_state_dict(tracker.load_weights(run_id))
     module.eval()
     test_metrics = evaluate_on_test(module, data, run)
     score = test_metrics[f"test_{run.task.metric}"]
     tracker.log_study_metrics(test_metrics, run_id)
     tracker.log_study_metrics({**test_metrics, f"chosen_val_{run.task.metric}": best.value,
-                               "best_trial": best.number})
+                               "best_trial": best.number, "refit_epochs": refit_epochs or 0})
 
     example = input_example(data)
     with torch.no_grad():
@@ -100,7 +134,7 @@ def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracke
             client.set_registered_model_alias(run.model_name, run.tracking.alias, version)
             moved = True
         model_uri = f"models:/{run.model_name}@{run.tracking.alias}" if moved else f"models:/{run.model_name}/{version}"
-    return Published(best.number, test_metrics, score, model_uri, version, moved, previous)
+    return Published(best.number, test_metrics, score, refit_epochs, model_uri, version, moved, previous)
 
 
 def input_example(data) -> np.ndarray:

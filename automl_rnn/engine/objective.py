@@ -1,7 +1,7 @@
 """One trial: build the candidate from its parameters, train it, report, record.
 
-``train_candidate`` is the whole training of one configuration and is also used to rebuild
-the chosen model for the final evaluation; ``Objective`` adds Optuna and MLflow around it.
+``train_candidate`` is the whole training of one configuration; ``Objective`` adds Optuna
+and MLflow around it.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ EVAL_BATCH = 256
 PARAMS_ATTR = "params"
 RUN_ID_ATTR = "mlflow_run_id"
 EPOCHS_ATTR = "epochs"
+BEST_EPOCH_ATTR = "best_epoch"
 VAL_LOSS_ATTR = "val_loss"
 
 
@@ -155,6 +156,7 @@ class Objective:
                 raise
             raise ending from error
         trial.set_user_attr(VAL_LOSS_ATTR, candidate.best_val_loss)
+        trial.set_user_attr(BEST_EPOCH_ATTR, candidate.best_epoch or 0)
         if self._may_be_chosen(trial.study, candidate.best_value):
             self.tracker.log_weights(run_id, candidate.module.state_dict())
         monitor, _ = monitor_of(self.run)

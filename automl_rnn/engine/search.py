@@ -111,6 +111,8 @@ def show_result(run: RunConfig, result: SearchResult) -> None:
         p = result.published
         rows[f"best val {run.task.metric}"] = result.best_value
         rows[f"test {run.task.metric} (trial {p.trial_number})"] = p.test_score
+        if p.refit_epochs is not None:
+            rows["final model"] = f"trial {p.trial_number} retrained on train+val for {p.refit_epochs} epochs"
         rows["model"] = p.model_uri
         if p.registered_version is not None:
             rows["registered"] = (

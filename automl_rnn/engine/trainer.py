@@ -86,6 +86,18 @@ class BestWeights(Callback):
             pl_module.load_state_dict(self.state)
 
 
+class StopAfterEpochs(Callback):
+    """Ends training after ``epochs`` epochs while ``max_epochs`` (and so every LR schedule
+    that is laid out over it) stays what it was in the search."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
 class OptunaPruning(Callback):
     """Reports the monitored metric to Optuna after each validation and stops a hopeless trial.
 

@@ -9,13 +9,15 @@ its level, so the model works on logs (the swing becomes roughly constant and er
 relative). It forecasts a classical reference in logs -- by default the window's last season
 again, raised by the growth between its last two seasons (seasonal naive with drift) -- plus a
 correction that the network learns; the correction head starts at zero, so an untrained model
-forecasts exactly the reference and training only has to learn what the reference misses.
-The network sees each input window centred on its own mean log level (RevIN-style), so a
-window from 1950 and one from 1959 look alike and the few training windows (all before the
-validation span, at lower levels than the test period) still teach it about the test period.
-The spread is one constant fitted on the training windows rather than each window's own std,
-which mixes trend and season and would multiply its noise into the forecast. The loss
-compares logs divided by the same constant: a relative error of order one.
+forecasts exactly the reference. The network reads the window's year-over-year log changes
+(``log y[t] - log y[t - season]``, the seasonal difference of the classic airline model), which
+look alike in 1950 and in 1959, so the few training windows still teach it about the test
+period; with the ``level`` reference it reads the logs centred on the window's mean instead.
+Inputs and loss are divided by one spread constant fitted on the training windows.
+
+The validation span is the newest data before the test, so the task asks the engine to refit
+the chosen configuration on train + val before the test evaluation (``Task.refit``), as a
+classical forecaster is fitted on everything before the forecast origin.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ DEFAULT_WINDOW = 36
 
 _EPS = 1e-6
 
-REFERENCES = {"seasonal_drift": 2, "seasonal": 1, "level": 0}
-"""Reference forecasts and the number of seasons of input each needs."""
+REFERENCES = {"seasonal_drift": 2, "seasonal": 2, "level": 0}
+"""Reference forecasts and the seasons of input each needs (the network of the seasonal ones
+reads year-over-year changes, which use up one season)."""
 
 
 @dataclass(frozen=True)
@@ -128,9 +131,10 @@ def _define_forecaster() -> type:
     class WindowForecaster(nn.Module):
         """Raw positive values (B, T, 1) -> forecasts (B, horizon) on the original scale.
 
-        Reads the last ``window`` valid steps, takes logs, centres them on the window's mean
-        log, divides by the train-fitted ``scale`` (a buffer, saved with the weights), runs
-        the backbone and a linear head on the last step, and maps the result back.
+        Reads the last ``window`` valid steps, takes logs, turns them into the network's
+        inputs (see the module docstring), divides by the train-fitted ``scale`` (a buffer,
+        saved with the weights), runs the backbone and a zero-initialised linear head on the
+        last step, adds the result to the reference forecast and maps it back.
         """
 
         def __init__(self, backbone: Backbone, window: int, horizon: int, scale: float,
@@ -162,8 +166,13 @@ def _define_forecaster() -> type:
             mask = valid_mask(lengths, x.shape[1], x.device)
             weights = torch.ones_like(logs) if mask is None else mask[..., None].to(logs.dtype)
             level = (logs * weights).sum(dim=1) / weights.sum(dim=1)  # (B, 1)
-            h = self.backbone((logs - level[:, None]) * weights / self.scale, lengths)
-            out = self.scale * self.head(last_valid_step(h, lengths))
+            if self.reference_kind == "level":
+                inputs, input_lengths = (logs - level[:, None]) * weights, lengths
+            else:  # year-over-year changes
+                inputs = (logs[:, self.season:] - logs[:, :-self.season]) * weights[:, self.season:]
+                input_lengths = None if lengths is None else lengths - self.season
+            h = self.backbone(inputs / self.scale, input_lengths)
+            out = self.scale * self.head(last_valid_step(h, input_lengths))
             return torch.exp(self.reference(logs, level, lengths) + out)
 
         def reference(self, logs: torch.Tensor, level: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
@@ -254,5 +263,5 @@ def automl_rnn_register_tasks(register) -> None:
         name="airline",
         description="forecast 12 months of airline passengers (Box & Jenkins, 144 monthly values)",
         metric="mae", direction="minimize", requires_causal=True,
-        prepare=prepare_airline, options=AirlineOptions, space=airline_space,
+        prepare=prepare_airline, options=AirlineOptions, space=airline_space, refit=True,
     ))
