@@ -83,6 +83,31 @@ def override_distribution(dist: BaseDistribution, spec: Mapping[str, Any], name:
     return distribution_from_spec(name, merged)
 
 
+def space_problems(space: object) -> list[str]:
+    """What is wrong with the value a plugin's ``space()`` returned; empty when it is valid.
+
+    A valid space maps plain parameter names (no dots: the study stores them as
+    ``<family>.<name>``; not a common parameter's name, which it would shadow) to
+    ``optuna.distributions`` objects (Int-, Float- or CategoricalDistribution).
+    """
+    if not isinstance(space, Mapping):
+        return [f"space() returned {type(space).__name__}, expected a dict of parameter name -> "
+                f"optuna.distributions object, e.g. {{'units': IntDistribution(8, 64, log=True)}}"]
+    problems = []
+    for name, dist in space.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            problems.append(f"space() has the parameter name {name!r}; use a plain identifier "
+                            f"such as 'state_size' (no dots or spaces)")
+        elif name in COMMON_PARAMS or name == ARCH_PARAM:
+            problems.append(f"space() parameter {name!r} shadows the common parameter of that name; "
+                            f"rename it (the common one is already passed to build)")
+        if not isinstance(dist, (IntDistribution, FloatDistribution, CategoricalDistribution)):
+            problems.append(f"space()[{name!r}] is {dist!r} ({type(dist).__name__}), not an Optuna "
+                            f"distribution; use IntDistribution, FloatDistribution or "
+                            f"CategoricalDistribution from optuna.distributions")
+    return problems
+
+
 def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     """Ask the trial for a value of ``name`` drawn from ``dist``."""
     if isinstance(dist, CategoricalDistribution):
