@@ -48,11 +48,12 @@ def show_best(args: list[str]) -> None:
     import mlflow
     import optuna
 
-    from automl_rnn.compose import compose_job, normalise_overrides
+    from automl_rnn.compose import compose_job, normalise_overrides, store_plugin_task_configs
     from automl_rnn.display import key_value_table, state_counts, trials_table
     from automl_rnn.errors import ConfigError
     from automl_rnn.tracking.mlflow import champion_score
 
+    store_plugin_task_configs(get_registry())
     config, problems = compose_job(normalise_overrides(args))
     if problems or config is None:
         raise ConfigError(problems)

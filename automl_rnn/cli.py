@@ -93,10 +93,11 @@ def _positional_overrides(args: list[str]) -> list[str] | None:
 
 def search_command(args: list[str]) -> None:
     """``automl-rnn search``: check every job's config first, then hand over to Hydra."""
-    from automl_rnn.compose import check_overrides, normalise_overrides
+    from automl_rnn.compose import check_overrides, normalise_overrides, store_plugin_task_configs
     from automl_rnn.plugins import get_registry
 
     args = normalise_overrides(args)
+    store_plugin_task_configs(get_registry())
     overrides = _positional_overrides(args)
     if overrides is not None:
         check_overrides(overrides, get_registry())

@@ -7,12 +7,17 @@ an unknown config group option) and ours (``config.validate``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl_rnn.errors import ConfigError
 
+if TYPE_CHECKING:
+    from automl_rnn.plugins import Registry
+
 CONFIG_MODULE = "automl_rnn_conf"
 CONFIG_NAME = "config"
+MISSING_VALUE = "???"
+"""OmegaConf's mark for a value the user must set (a task option without a default)."""
 OPEN_MAPS = ("search.fixed.", "search.space.")
 """Config maps whose keys are not known in advance: overrides into them may add keys."""
 
@@ -108,7 +113,36 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     return [job for batch in batches for job in batch]
 
 
-def check_overrides(overrides: list[str], registry) -> None:
+def store_plugin_task_configs(registry: Registry) -> None:
+    """Make ``task=<name>`` work for every registered task that has no file in ``conf/task/``.
+
+    A third-party task ships no YAML inside this package, so its config is made from its
+    ``Task.options`` dataclass and put in Hydra's ConfigStore (group ``task``): ``name`` plus
+    every field with its default, and ``???`` (required) for a field without one.
+    """
+    import dataclasses
+    from importlib import resources
+
+    from hydra.core.config_store import ConfigStore
+
+    folder = resources.files(CONFIG_MODULE).joinpath("task")
+    shipped = {entry.name.removesuffix(".yaml") for entry in folder.iterdir()}
+    store = ConfigStore.instance()
+    for task in registry.tasks.values():
+        if task.name in shipped:
+            continue
+        node: dict[str, Any] = {"name": task.name}
+        for option in dataclasses.fields(task.options):
+            if option.default is not dataclasses.MISSING:
+                node[option.name] = option.default
+            elif option.default_factory is not dataclasses.MISSING:
+                node[option.name] = option.default_factory()
+            else:
+                node[option.name] = MISSING_VALUE
+        store.store(group="task", name=task.name, node=node)
+
+
+def check_overrides(overrides: list[str], registry: Registry) -> None:
     """Compose and validate every job; raise one ConfigError listing all problems."""
     from automl_rnn.config import validate
 

@@ -11,6 +11,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from automl_rnn.compose import MISSING_VALUE
 from automl_rnn.errors import ConfigError
 from automl_rnn.plugins import Registry
 from automl_rnn.space import (
@@ -118,9 +119,17 @@ def _check_keys(section: str, given: Mapping[str, Any], allowed, problems: list[
 
 
 def _dataclass_from(cls, section: str, values: Mapping[str, Any], problems: list[str]):
-    names = {f.name for f in dataclasses.fields(cls)}
-    _check_keys(section, values, names, problems)
-    return cls(**{k: v for k, v in values.items() if k in names})
+    """An instance of ``cls`` from config values; None when a required value is not set."""
+    fields = dataclasses.fields(cls)
+    _check_keys(section, values, {f.name for f in fields}, problems)
+    known = {f.name: values[f.name] for f in fields if f.name in values}
+    required = [f.name for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    unset = [name for name in required if known.get(name, MISSING_VALUE) == MISSING_VALUE]
+    for name in unset:
+        problems.append(f"{section}.{name}: required, it has no default; set it, e.g. "
+                        f"{section}.{name}=<value>")
+    return None if unset else cls(**known)
 
 
 def _positive_int(section: str, key: str, value: Any, problems: list[str], minimum: int = 1) -> None:

@@ -109,3 +109,41 @@ def test_help_does_not_import_torch():
     code = "import sys; from automl_rnn.cli import main; main(['--help']); assert 'torch' not in sys.modules"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "automl-rnn search" in out
+
+
+THIRD_PARTY_TASK = """
+from dataclasses import dataclass
+from automl_rnn import hookimpl
+from automl_rnn.types import Task
+
+@dataclass(frozen=True)
+class CsvOptions:
+    path: str
+    horizon: int = 7
+
+def prepare(options, params):
+    raise NotImplementedError
+
+@hookimpl
+def automl_rnn_register_tasks(register):
+    register(Task("my_csv", "a task shipped without a YAML", metric="mae", direction="minimize",
+                  requires_causal=True, prepare=prepare, options=CsvOptions))
+"""
+
+
+def test_a_third_party_task_is_configured_from_its_options_dataclass(install_plugin):
+    from automl_rnn.compose import compose_job, store_plugin_task_configs
+    from automl_rnn.config import validate
+    from automl_rnn.errors import ConfigError
+
+    install_plugin("my_csv", "my_csv_plugin", THIRD_PARTY_TASK)
+    registry = load_registry()
+    store_plugin_task_configs(registry)
+
+    config, problems = compose_job(["task=my_csv", "task.path=sales.csv", "search.archs=[lstm]"])
+    assert not problems and config["task"] == {"name": "my_csv", "path": "sales.csv", "horizon": 7}
+    assert validate(config, registry).task_options == registry.tasks["my_csv"].options("sales.csv")
+
+    config, problems = compose_job(["task=my_csv", "search.archs=[lstm]"])
+    with pytest.raises(ConfigError, match=r"task\.path: required, it has no default"):
+        validate(config, registry)
