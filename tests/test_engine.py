@@ -12,7 +12,7 @@ from automl_rnn.config import validate
 from automl_rnn.engine.search import run_search
 from automl_rnn.plugins import load_registry
 
-REGISTRY = load_registry([("synthetic", synthetic_plugins)])
+REGISTRY = load_registry([("synthetic_plugins", synthetic_plugins)])
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_failures_end_only_their_trial_with_the_reason_stored(workdir):
     assert by_arch["crash"].state == optuna.trial.TrialState.FAIL
     assert "crash family is broken on purpose" in by_arch["crash"].user_attrs["reason"]
     assert by_arch["wrong_shape"].state == optuna.trial.TrialState.FAIL
-    assert "plugin 'synthetic'" in by_arch["wrong_shape"].user_attrs["reason"]
+    assert "plugin 'synthetic_plugins'" in by_arch["wrong_shape"].user_attrs["reason"]
     assert result.published is not None and result.published.trial_number == by_arch["gru"].number
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`automl_rnn.role` = 'trial'")
     assert sorted(runs["tags.state"]) == ["COMPLETE", "FAIL", "FAIL", "PRUNED"]

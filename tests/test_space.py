@@ -14,7 +14,7 @@ from automl_rnn.errors import ConfigError
 from automl_rnn.plugins import load_registry
 from automl_rnn.space import CONDITIONS, distribution_from_spec, family_params
 
-REGISTRY = load_registry([("synthetic", synthetic_plugins)])
+REGISTRY = load_registry([("synthetic_plugins", synthetic_plugins)])
 
 
 def run_config(*overrides: str):
