@@ -6,7 +6,8 @@ study's MLflow run. Reports the test score, the study's wall time and its trial 
 
     python benchmarks/quality.py [--tasks gunpoint italypower airline] [--trials 30] [--seeds 0]
 
-Prints a table and writes benchmarks/results/quality.json. Targets (issue 3): gunpoint and
+Prints a table and adds the rows to benchmarks/results/quality.json (replacing earlier runs
+of the same task, seed, trial count and overrides). Targets (issue 3): gunpoint and
 italypower test accuracy >= 0.97; airline test MAE < 18.5 (AutoARIMA on the same split).
 """
 
@@ -51,10 +52,18 @@ def run_study(task: str, trials: int, seed: int, extra: list[str]) -> dict:
             states[trial.data.tags.get("state", "?")] = states.get(trial.data.tags.get("state", "?"), 0) + 1
             epochs += len(mlflow.MlflowClient().get_metric_history(trial.info.run_id, "val_loss"))
         metric = TARGETS[task][0]
-        return {"task": task, "seed": seed, "trials": trials, "seconds": seconds, "states": states,
+        return {"task": task, "seed": seed, "trials": trials, "overrides": extra, "seconds": seconds, "states": states,
                 "epochs_trained": epochs, "test": study.data.metrics[f"test_{metric}"],
                 "chosen_val": study.data.metrics.get(f"chosen_val_{metric}"),
                 "best_trial": int(study.data.metrics.get("best_trial", -1))}
+
+
+def merged_rows(new_rows: list[dict]) -> list[dict]:
+    """The rows already in the results file, with those of the same study set replaced by ``new_rows``."""
+    key = lambda row: (row["task"], row["seed"], row["trials"], tuple(row.get("overrides", ())))  # noqa: E731
+    old = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
+    fresh = {key(row) for row in new_rows}
+    return [row for row in old if key(row) not in fresh] + new_rows
 
 
 def meets(task: str, score: float) -> bool:
@@ -88,7 +97,7 @@ def main() -> None:
                       ", ".join(f"{k.lower()} {v}" for k, v in sorted(row["states"].items())))
     Console().print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"trials": args.trials, "overrides": args.overrides, "rows": rows}, indent=2))
+    RESULTS.write_text(json.dumps({"rows": merged_rows(rows)}, indent=2))
     print(f"wrote {RESULTS}")
 
 
