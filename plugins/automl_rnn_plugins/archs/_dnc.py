@@ -11,9 +11,8 @@ _EPS = 1e-6
 
 def content_weighting(memory: torch.Tensor, keys: torch.Tensor, strengths: torch.Tensor) -> torch.Tensor:
     """Softmax over slots of strength x cosine(key, slot): memory (B, N, W), keys (B, H, W) -> (B, H, N)."""
-    dots = keys @ memory.transpose(1, 2)
-    norms = keys.norm(dim=-1, keepdim=True) * memory.norm(dim=-1)[:, None, :]
-    return F.softmax(strengths[..., None] * dots / (norms + _EPS), dim=-1)
+    cosine = F.normalize(keys, dim=-1, eps=_EPS) @ F.normalize(memory, dim=-1, eps=_EPS).transpose(1, 2)
+    return F.softmax(strengths[..., None] * cosine, dim=-1)
 
 
 def allocation_weighting(usage: torch.Tensor) -> torch.Tensor:
@@ -36,10 +35,11 @@ class DNC(nn.Module):
         self.cells = nn.ModuleList(nn.LSTMCell(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.dropout = nn.Dropout(dropout)
         r, w = read_heads, word_size
-        # read keys, read strengths, write key, write strength, erase, write vector,
-        # free gates, allocation gate, write gate, read modes
-        self.split = [r * w, r, w, 1, w, w, r, 1, 1, 3 * r]
+        # read keys, write key, write vector, strengths (R read + 1 write), gates (erase W,
+        # free R, allocation 1, write 1), read modes; grouped so each activation is one call
+        self.split = [r * w, w, w, r + 1, w + r + 2, 3 * r]
         self.interface = nn.Linear(hidden_size, sum(self.split))
+        self.register_buffer("off_diagonal", 1 - torch.eye(memory_slots), persistent=False)
         self.output_size = hidden_size + r * w
 
     def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -63,17 +63,14 @@ class DNC(nn.Module):
             h, c = cell(inp if i == 0 else self.dropout(inp), state["hidden"][i])
             hidden.append((h, c))
             inp = h
-        parts = torch.split(self.interface(h), self.split, dim=-1)
-        read_keys = parts[0].view(batch, r, w)
-        read_strengths = 1 + F.softplus(parts[1])
-        write_key = parts[2].view(batch, 1, w)
-        write_strength = 1 + F.softplus(parts[3])
-        erase = torch.sigmoid(parts[4])
-        write_vector = parts[5]
-        free_gates = torch.sigmoid(parts[6])
-        allocation_gate = torch.sigmoid(parts[7])
-        write_gate = torch.sigmoid(parts[8])
-        read_modes = F.softmax(parts[9].view(batch, r, 3), dim=-1)
+        read_keys, write_key, write_vector, strengths, gates, read_modes = torch.split(
+            self.interface(h), self.split, dim=-1)
+        read_keys = read_keys.view(batch, r, w)
+        write_key = write_key.view(batch, 1, w)
+        strengths = 1 + F.softplus(strengths)
+        read_strengths, write_strength = strengths[:, :r], strengths[:, r:]
+        erase, free_gates, allocation_gate, write_gate = torch.split(torch.sigmoid(gates), [w, r, 1, 1], dim=-1)
+        read_modes = F.softmax(read_modes.view(batch, r, 3), dim=-1)
 
         memory, link, precedence = state["memory"], state["link"], state["precedence"]
         # usage: retained unless freed by a read head after being read
@@ -86,7 +83,7 @@ class DNC(nn.Module):
         memory = memory * (1 - write[..., None] * erase[:, None, :]) + write[..., None] * write_vector[:, None, :]
         # temporal links: L[i, j] = (1 - w_i - w_j) L[i, j] + w_i p_j, zero diagonal
         link = (1 - write[:, :, None] - write[:, None, :]) * link + write[:, :, None] * precedence[:, None, :]
-        link = link * (1 - torch.eye(n, device=x.device, dtype=x.dtype))
+        link = link * self.off_diagonal
         precedence = (1 - write.sum(-1, keepdim=True)) * precedence + write
         # reading
         forward = state["read"] @ link.transpose(1, 2)
