@@ -1,0 +1,145 @@
+"""Architecture speed: time of one training step vs sequence length, and peak memory at T=4096.
+
+Every family is built at hidden size 64, one layer, its own parameters at their build
+defaults, and trained on random (16, T, 8) batches with a linear readout of every step and
+Adam, on one CPU thread. A step is forward + backward + optimiser step; the time is the
+median of ``--repeats`` steps after one warm-up step.
+
+Memory: each family runs in a fresh subprocess. After a warm-up step at T=16 (so libraries
+and allocator pools are loaded) the process notes its resident set size, runs one training
+step at T=4096 and reads its peak resident set size (``getrusage`` ``ru_maxrss``); the
+difference is the step's peak memory: activations kept for backward, gradients, optimiser
+state and temporaries, as the operating system saw them. (tracemalloc does not see torch's
+allocations, and the profiler's per-operator counts do not give one peak.)
+
+    python benchmarks/arch_speed.py [--families lstm ssm ...] [--lengths 256 1024 4096] [--repeats 3]
+
+Prints a table and writes benchmarks/results/arch_speed.json. Targets (issue 5): ssm at
+T=4096 at least 5x faster than lstm, and time(4096)/time(1024) of ssm at most 4 (linear).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "arch_speed.json"
+BATCH, HIDDEN, FEATURES = 16, 64, 8
+
+
+def training_step(backbone, head, optimizer, steps: int) -> None:
+    """One forward + backward + Adam step on a random (BATCH, steps, FEATURES) batch."""
+    import torch
+
+    out = head(backbone(torch.randn(BATCH, steps, FEATURES), None))
+    loss = out.pow(2).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def measure(family: str, lengths: list[int], repeats: int) -> dict:
+    """Peak memory at the longest length, then step times at every length (run in a subprocess)."""
+    import torch
+
+    from automl_rnn.plugins import load_registry
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    backbone = load_registry(use_entry_points=True).architectures[family].build(
+        FEATURES, {"hidden_size": HIDDEN, "num_layers": 1, "dropout": 0.0}).train()
+    head = torch.nn.Linear(backbone.output_size, 1)
+    optimizer = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=1e-3)
+    training_step(backbone, head, optimizer, 16)
+    before = _current_rss_mb()
+    training_step(backbone, head, optimizer, max(lengths))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    seconds = {}
+    for steps in lengths:
+        training_step(backbone, head, optimizer, steps)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            training_step(backbone, head, optimizer, steps)
+            times.append(time.perf_counter() - start)
+        seconds[steps] = statistics.median(times)
+    return {"family": family, "seconds": seconds, "peak_mb": peak_mb, "peak_at": max(lengths)}
+
+
+def _current_rss_mb() -> float:
+    """Resident set size of this process now, in MB (Linux /proc)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def run_family(family: str, lengths: list[int], repeats: int, timeout: float) -> dict:
+    """``measure`` in a fresh interpreter, so each family's peak memory is its own."""
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import arch_speed; "
+            f"print(json.dumps(arch_speed.measure({family!r}, {lengths!r}, {repeats})))")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"family": family, "error": f"over {timeout:.0f} s"}
+    if done.returncode:
+        return {"family": family, "error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    row["seconds"] = {int(k): v for k, v in row["seconds"].items()}
+    return row
+
+
+def main() -> None:
+    """Measure the chosen families, print the table, write the JSON and check the ssm targets."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from automl_rnn.plugins import load_registry
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", nargs="+", default=sorted(load_registry(use_entry_points=True).architectures))
+    parser.add_argument("--lengths", nargs="+", type=int, default=[256, 1024, 4096])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per family")
+    args = parser.parse_args()
+
+    rows = []
+    for family in args.families:
+        rows.append(run_family(family, args.lengths, args.repeats, args.timeout))
+        print(f"{family}: {rows[-1].get('error') or 'done'}", flush=True)
+    longest, previous = args.lengths[-1], args.lengths[-2] if len(args.lengths) > 1 else None
+    table = Table(title=f"One training step (fwd+bwd+Adam), batch {BATCH}, hidden {HIDDEN}, 1 layer, 1 CPU thread")
+    table.add_column("family")
+    for steps in args.lengths:
+        table.add_column(f"T={steps} (s)", justify="right")
+    if previous:
+        table.add_column(f"t({longest})/t({previous})", justify="right")
+    table.add_column(f"peak MB at T={longest}", justify="right")
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["family"], *["-"] * (len(args.lengths) + (2 if previous else 1)))
+            row["note"] = row["error"]
+            continue
+        seconds = row["seconds"]
+        if previous:
+            row["growth"] = seconds[longest] / seconds[previous]
+        table.add_row(row["family"], *(f"{seconds[t]:.3f}" for t in args.lengths),
+                      *([f"{row['growth']:.2f}"] if previous else []), f"{row['peak_mb']:.0f}")
+    Console().print(table)
+    by_family = {row["family"]: row for row in rows if "error" not in row}
+    if {"ssm", "lstm"} <= set(by_family):
+        speedup = by_family["lstm"]["seconds"][longest] / by_family["ssm"]["seconds"][longest]
+        growth = by_family["ssm"].get("growth")
+        print(f"ssm vs lstm at T={longest}: {speedup:.2f}x faster (target >= 5: {'met' if speedup >= 5 else 'NOT met'}); "
+              f"ssm t({longest})/t({previous}) = {growth:.2f} (linear would be {longest / previous:.0f})")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"batch": BATCH, "hidden": HIDDEN, "lengths": args.lengths, "rows": rows}, indent=2))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
