@@ -24,10 +24,17 @@ from automl_rnn.space import (
 )
 from automl_rnn.types import Task
 
-SAMPLERS = {"tpe": {"n_startup_trials", "multivariate", "group"}, "random": set()}
+SAMPLERS = {
+    "tpe": {"n_startup_trials", "multivariate", "group"},
+    "random": set(),
+    "cmaes": {"n_startup_trials", "sigma0", "restart_strategy", "popsize", "with_margin"},
+    "gp": {"n_startup_trials", "deterministic_objective"},
+}
 PRUNERS = {
     "none": set(),
     "median": {"n_startup_trials", "n_warmup_steps"},
+    "percentile": {"percentile", "n_startup_trials", "n_warmup_steps"},
+    "successive_halving": {"min_resource", "reduction_factor", "min_early_stopping_rate"},
     "hyperband": {"min_resource", "reduction_factor"},
 }
 CHOICE_CHECKS = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}

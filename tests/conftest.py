@@ -7,6 +7,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
+
+# The models in tests are tiny: one thread is faster than two, and far faster when other
+# work shares the machine's cores (threads then wait on each other).
+torch.set_num_threads(1)
 
 
 @pytest.fixture

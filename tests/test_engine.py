@@ -54,11 +54,20 @@ def test_failures_end_only_their_trial_with_the_reason_stored(workdir):
     assert runs.loc[runs["tags.state"] == "PRUNED", "status"].item() == "KILLED"
 
 
-def test_median_pruner_stops_a_hopeless_trial(workdir):
+PRUNER_SETTINGS = {
+    "median": ("pruner.n_startup_trials=1", "pruner.n_warmup_steps=2"),
+    "percentile": ("pruner.n_startup_trials=1", "pruner.n_warmup_steps=2", "pruner.percentile=50"),
+    "successive_halving": ("pruner.min_resource=2", "pruner.reduction_factor=2"),
+    "hyperband": ("pruner.min_resource=2", "pruner.reduction_factor=2"),
+}
+
+
+@pytest.mark.parametrize("pruner", sorted(PRUNER_SETTINGS))
+def test_pruner_stops_a_hopeless_trial(workdir, pruner):
     good = "{arch: gru, lr: 0.02, hidden_size: 32, num_layers: 1, scheduler: constant, batch_size: 16}"
     hopeless = "{arch: gru, lr: 1.0e-06, hidden_size: 32, num_layers: 1, scheduler: constant, batch_size: 16}"
-    result, run = search("search.n_trials=3", "search.max_epochs=8", "search.patience=0", "pruner=median",
-                         "pruner.n_startup_trials=1", "pruner.n_warmup_steps=2", "search.archs=[gru]",
+    result, run = search("search.n_trials=3", "search.max_epochs=8", "search.patience=0", f"pruner={pruner}",
+                         *PRUNER_SETTINGS[pruner], "search.archs=[gru]",
                          f"search.enqueue=[{good},{hopeless},{hopeless}]", task_options={"n": 400})
     study = optuna.load_study(study_name=run.study_name, storage=run.storage)
     states = [t.state for t in study.trials]
@@ -67,6 +76,10 @@ def test_median_pruner_stops_a_hopeless_trial(workdir):
     pruned = next(t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
     assert pruned.user_attrs["reason"].startswith("pruned at epoch")
     assert pruned.user_attrs["epochs"] < 8
+    # the summary's account: every trained epoch counted, and the pruned ones saved some
+    assert result.epochs.trained == sum(t.user_attrs["epochs"] for t in study.trials)
+    assert result.epochs.saved == sum(8 - t.user_attrs["epochs"] for t in study.trials
+                                      if t.state == optuna.trial.TrialState.PRUNED) > 0
 
 
 def test_interrupted_study_resumes_to_the_full_budget(workdir):
@@ -111,3 +124,26 @@ def test_refit_retrains_the_chosen_config_on_train_and_val_for_its_best_epoch_co
     (parent,) = mlflow.search_runs(experiment_names=["refit"], output_format="list",
                                    filter_string="tags.`automl_rnn.role` = 'study'")
     assert parent.data.metrics["refit_epochs"] == refit.published.refit_epochs
+
+
+@pytest.mark.parametrize(("sampler", "expected"), [
+    ("tpe", optuna.samplers.TPESampler), ("random", optuna.samplers.RandomSampler),
+    ("cmaes", optuna.samplers.CmaEsSampler), ("gp", optuna.samplers.GPSampler),
+])
+def test_every_sampler_draws_from_the_real_space_and_a_seed_makes_it_reproducible(workdir, sampler, expected):
+    from automl_rnn.engine.search import build_space
+    from automl_rnn.engine.study import make_sampler
+
+    run, _ = make_run(f"sampler={sampler}", "seed=7", "search.archs=[gru,lstm]")
+    space = build_space(run, REGISTRY)
+
+    def drawn_params() -> list[dict]:
+        study = optuna.create_study(sampler=make_sampler(run), direction="maximize")
+        # a smooth stand-in for a validation score, so model-based samplers have a signal
+        study.optimize(lambda trial: -abs(space.sample(trial)["lr"] - 1e-3), n_trials=12)
+        return [t.params for t in study.trials]
+
+    assert isinstance(make_sampler(run), expected)
+    first = drawn_params()
+    assert first == drawn_params()
+    assert len({p["gru.hidden_size" if "gru.hidden_size" in p else "hidden_size"] for p in first}) > 1

@@ -19,6 +19,7 @@ from automl_rnn.config import RunConfig
 from automl_rnn.data import collate
 from automl_rnn.engine.failures import BackboneContractError, end_trial
 from automl_rnn.engine.module import SequenceModule
+from automl_rnn.engine.study import EPOCHS_ATTR
 from automl_rnn.engine.trainer import BestWeights, EpochHistory, OptunaPruning, build_trainer
 from automl_rnn.plugins import Registry
 from automl_rnn.space import ARCH_PARAM, SearchSpace, family_params, task_params
@@ -28,7 +29,6 @@ from automl_rnn.types import Architecture, TaskData
 EVAL_BATCH = 256
 PARAMS_ATTR = "params"
 RUN_ID_ATTR = "mlflow_run_id"
-EPOCHS_ATTR = "epochs"
 BEST_EPOCH_ATTR = "best_epoch"
 VAL_LOSS_ATTR = "val_loss"
 

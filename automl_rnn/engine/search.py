@@ -16,7 +16,7 @@ from automl_rnn.config import RunConfig, flat_fixed
 from automl_rnn.display import StudyProgress, console, key_value_table, state_counts, trials_table
 from automl_rnn.engine.finalize import Published, publish_best
 from automl_rnn.engine.objective import Objective
-from automl_rnn.engine.study import finished_trials, open_study, run_trials
+from automl_rnn.engine.study import EpochAccount, epoch_account, finished_trials, open_study, run_trials
 from automl_rnn.plugins import Registry
 from automl_rnn.space import COMMON_PARAMS, SearchSpace, distribution_from_spec
 from automl_rnn.tracking.mlflow import StudyTracker
@@ -32,6 +32,7 @@ class SearchResult:
     best_value: float | None
     published: Published | None
     seconds: float
+    epochs: EpochAccount
     interrupted: bool = False
 
 
@@ -92,10 +93,13 @@ def run_search(run: RunConfig, registry: Registry, config: Mapping[str, Any]) ->
     if completed and not interrupted:
         published = publish_best(run, registry, study, tracker)
     seconds = time.perf_counter() - started
-    tracker.log_study_metrics({"n_" + k.lower(): v for k, v in states.items()} | {"wall_seconds": seconds})
+    epochs = epoch_account(trials)
+    tracker.log_study_metrics({"n_" + k.lower(): v for k, v in states.items()}
+                              | {"wall_seconds": seconds, "epochs_trained": epochs.trained,
+                                 "epochs_saved_by_pruning": epochs.saved})
     tracker.end_study("KILLED" if interrupted else "FINISHED")
     result = SearchResult(run.study_name, len(finished_trials(study)), states,
-                          study.best_value if completed else None, published, seconds, interrupted)
+                          study.best_value if completed else None, published, seconds, epochs, interrupted)
     show_result(run, result)
     return result
 
@@ -106,6 +110,7 @@ def show_result(run: RunConfig, result: SearchResult) -> None:
         "study": result.study_name,
         "trials": ", ".join(f"{n} {s.lower()}" for s, n in sorted(result.states.items())),
         "wall time": f"{result.seconds:.1f} s",
+        "epochs": f"{result.epochs.trained} trained; pruning saved about {result.epochs.saved}",
     }
     if result.published is not None:
         p = result.published
