@@ -30,9 +30,11 @@ Memory footprint. The state carried from step to step, per sequence, is
 ``4 * (N*W + N*N + (R + 3)*N + R*W) + 8*hidden_size*num_layers`` bytes in float32 (memory,
 link matrix, usage + precedence + write weighting + R read weightings, read vectors,
 controller). The N x N link matrix dominates once N > W. Training keeps the activations of
-every step for backpropagation, about ``4 * T * (3*N*N + 4*N*W + c*(R+3)*N)`` bytes per
-sequence for T steps (the link update alone saves two or three N x N tensors per step): with
-N=64, W=32, R=4, T=1000 that is about 80 MB per sequence, so N is capped at 128 in the space.
+every step for backpropagation, and there the link update saves about five N x N float32
+tensors per step: about ``20 * N*N`` bytes per sequence and step, plus the N x W and
+controller terms. Measured peak (hidden 64, W=16, R=1; ``docs/benchmarks.md``): 20 KB per
+sequence and step at N=16, 81 KB at N=64, 317 KB at N=128; so one sequence of T=1000 steps
+needs about 80 MB at N=64 and 320 MB at N=128, which is why N is capped at 128 in the space.
 """
 
 from __future__ import annotations
