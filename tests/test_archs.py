@@ -17,15 +17,6 @@ COMMON_SPACE = compose_job([])[0]["search"]["space"]
 """The shipped ranges of the common parameters (conf/search/default.yaml)."""
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models on shared cores: more threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(name: str, input_size: int = 3, **overrides):
     arch = REGISTRY.architectures[name]
     own = {k: (d.choices[0] if hasattr(d, "choices") else d.low) for k, d in arch.space().items()}
