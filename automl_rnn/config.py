@@ -53,6 +53,7 @@ class SearchConfig:
     enqueue: tuple[Mapping[str, Any], ...] = ()
     space: Mapping[str, Any] = field(default_factory=dict)
     refit: bool | None = None
+    max_params: int | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,8 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
     _positive_int("search", "n_trials", search.n_trials, problems)
     _positive_int("search", "max_epochs", search.max_epochs, problems)
     _positive_int("search", "patience", search.patience, problems, minimum=0)
+    if search.max_params is not None:
+        _positive_int("search", "max_params", search.max_params, problems)
     if search.refit not in (None, True, False):
         problems.append(f"search.refit={search.refit!r}: must be true, false or null (the task decides)")
     if search.timeout is not None and not (isinstance(search.timeout, (int, float)) and search.timeout > 0):

@@ -147,3 +147,16 @@ def test_every_sampler_draws_from_the_real_space_and_a_seed_makes_it_reproducibl
     first = drawn_params()
     assert first == drawn_params()
     assert len({p["gru.hidden_size" if "gru.hidden_size" in p else "hidden_size"] for p in first}) > 1
+
+
+def test_a_trial_over_max_params_is_pruned_before_it_trains(workdir):
+    small = "{arch: gru, hidden_size: 8, num_layers: 1, scheduler: constant}"
+    large = "{arch: gru, hidden_size: 128, num_layers: 2, scheduler: constant}"
+    result, run = search("search.n_trials=2", "search.max_epochs=2", "search.archs=[gru]", "search.max_params=2000",
+                         f"search.enqueue=[{small},{large}]")
+    small_trial, large_trial = optuna.load_study(study_name=run.study_name, storage=run.storage).trials
+    assert small_trial.state == optuna.trial.TrialState.COMPLETE and small_trial.user_attrs["n_params"] <= 2000
+    assert large_trial.state == optuna.trial.TrialState.PRUNED
+    assert large_trial.user_attrs["n_params"] > 2000 and "over search.max_params=2,000" in large_trial.user_attrs["reason"]
+    assert large_trial.user_attrs.get("epochs", 0) == 0  # never trained
+    assert result.published.trial_number == small_trial.number

@@ -30,6 +30,7 @@ EVAL_BATCH = 256
 PARAMS_ATTR = "params"
 RUN_ID_ATTR = "mlflow_run_id"
 BEST_EPOCH_ATTR = "best_epoch"
+N_PARAMS_ATTR = "n_params"
 VAL_LOSS_ATTR = "val_loss"
 
 
@@ -90,6 +91,11 @@ def build_candidate(run: RunConfig, registry: Registry, params: Mapping[str, Any
     return module, data
 
 
+def count_parameters(module: torch.nn.Module) -> int:
+    """The number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
 def train_candidate(
     run: RunConfig,
     registry: Registry,
@@ -103,6 +109,12 @@ def train_candidate(
         torch.set_num_threads(run.trainer.num_threads)
     L.seed_everything(seed, workers=True, verbose=False)
     module, data = build_candidate(run, registry, params)
+    n_params = count_parameters(module)
+    if trial is not None:
+        trial.set_user_attr(N_PARAMS_ATTR, n_params)
+    if run.search.max_params is not None and n_params > run.search.max_params:
+        raise optuna.TrialPruned(f"the model has {n_params:,} trainable parameters, over "
+                                 f"search.max_params={run.search.max_params:,}; not trained")
     monitor, mode = monitor_of(run)
     history, best = EpochHistory(), BestWeights(monitor, mode)
     callbacks: list = [history, best]
