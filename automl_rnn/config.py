@@ -54,6 +54,7 @@ class SearchConfig:
     space: Mapping[str, Any] = field(default_factory=dict)
     refit: bool | None = None
     max_params: int | None = None
+    trial_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,9 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
         _positive_int("search", "max_params", search.max_params, problems)
     if search.refit not in (None, True, False):
         problems.append(f"search.refit={search.refit!r}: must be true, false or null (the task decides)")
+    if search.trial_timeout is not None and not (
+            isinstance(search.trial_timeout, (int, float)) and search.trial_timeout > 0):
+        problems.append(f"search.trial_timeout={search.trial_timeout!r}: must be a positive number of seconds or null")
     if search.timeout is not None and not (isinstance(search.timeout, (int, float)) and search.timeout > 0):
         problems.append(f"search.timeout={search.timeout!r}: must be a positive number of seconds or null")
 

@@ -81,6 +81,26 @@ def build_wrong_shape(input_size: int, params):
     return Flat()
 
 
+def build_out_of_memory(input_size: int, params):
+    """A backbone that runs out of memory in its first training step, as a too-large model would."""
+    import torch
+    from torch import nn
+
+    class Greedy(nn.Module):
+        output_size = 4
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(input_size, 4)
+
+        def forward(self, x, lengths=None):
+            if self.training:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+            return self.proj(x)
+
+    return Greedy()
+
+
 @hookimpl
 def automl_rnn_register_tasks(register) -> None:
     register(Task("sign", "sign of a noisy sum (synthetic, seconds)", metric="accuracy",
@@ -94,6 +114,8 @@ def automl_rnn_register_architectures(register) -> None:
     register(Architecture("crash", "always raises in build", causal=True, build=build_crash))
     register(Architecture("wrong_shape", "returns (B, H) instead of (B, T, H)", causal=True,
                           build=build_wrong_shape))
+    register(Architecture("out_of_memory", "runs out of memory when it trains", causal=True,
+                          build=build_out_of_memory))
 
 
 INTERRUPTS = {"left": 0}

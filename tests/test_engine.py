@@ -35,23 +35,25 @@ def search(*overrides: str, task_options: dict | None = None):
 
 
 def test_failures_end_only_their_trial_with_the_reason_stored(workdir):
-    result, run = search("search.n_trials=4", "search.max_epochs=2", "pruner=none",
-                         "search.archs=[gru,nan_gru,crash,wrong_shape]", "sampler=random",
-                         "search.fixed.nan_gru.poison=0.9",
-                         "search.enqueue=[{arch: gru},{arch: nan_gru},{arch: crash},{arch: wrong_shape}]")
+    result, run = search("search.n_trials=5", "search.max_epochs=2", "pruner=none",
+                         "search.archs=[gru,nan_gru,crash,wrong_shape,out_of_memory]", "sampler=random",
+                         "search.fixed.nan_gru.poison=0.9", "search.enqueue=[{arch: gru},{arch: nan_gru},"
+                         "{arch: crash},{arch: wrong_shape},{arch: out_of_memory}]")
     study = optuna.load_study(study_name=run.study_name, storage=run.storage)
     by_arch = {t.params["arch"]: t for t in study.trials}
     assert by_arch["gru"].state == optuna.trial.TrialState.COMPLETE
     assert by_arch["nan_gru"].state == optuna.trial.TrialState.PRUNED
     assert "NonFiniteLossError" in by_arch["nan_gru"].user_attrs["reason"]
+    assert by_arch["out_of_memory"].state == optuna.trial.TrialState.PRUNED
+    assert "OutOfMemoryError" in by_arch["out_of_memory"].user_attrs["reason"]
     assert by_arch["crash"].state == optuna.trial.TrialState.FAIL
     assert "crash family is broken on purpose" in by_arch["crash"].user_attrs["reason"]
     assert by_arch["wrong_shape"].state == optuna.trial.TrialState.FAIL
     assert "plugin 'synthetic_plugins'" in by_arch["wrong_shape"].user_attrs["reason"]
     assert result.published is not None and result.published.trial_number == by_arch["gru"].number
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`automl_rnn.role` = 'trial'")
-    assert sorted(runs["tags.state"]) == ["COMPLETE", "FAIL", "FAIL", "PRUNED"]
-    assert runs.loc[runs["tags.state"] == "PRUNED", "status"].item() == "KILLED"
+    assert sorted(runs["tags.state"]) == ["COMPLETE", "FAIL", "FAIL", "PRUNED", "PRUNED"]
+    assert set(runs.loc[runs["tags.state"] == "PRUNED", "status"]) == {"KILLED"}
 
 
 PRUNER_SETTINGS = {
@@ -160,3 +162,13 @@ def test_a_trial_over_max_params_is_pruned_before_it_trains(workdir):
     assert large_trial.user_attrs["n_params"] > 2000 and "over search.max_params=2,000" in large_trial.user_attrs["reason"]
     assert large_trial.user_attrs.get("epochs", 0) == 0  # never trained
     assert result.published.trial_number == small_trial.number
+
+
+def test_a_trial_time_limit_ends_training_with_the_best_epoch_so_far(workdir):
+    result, run = search("search.n_trials=1", "search.max_epochs=500", "search.patience=0", "search.archs=[gru]",
+                         "search.trial_timeout=1.5", "search.fixed.scheduler=constant", task_options={"n": 400})
+    (trial,) = optuna.load_study(study_name=run.study_name, storage=run.storage).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert 0 < trial.user_attrs["epochs"] < 500
+    assert trial.user_attrs["reason"].startswith("search.trial_timeout=1.5 s reached after")
+    assert result.published is not None

@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader
 
 from automl_rnn.config import RunConfig
 from automl_rnn.data import collate
-from automl_rnn.engine.failures import BackboneContractError, end_trial
+from automl_rnn.engine.failures import REASON_ATTR, BackboneContractError, end_trial
 from automl_rnn.engine.module import SequenceModule
 from automl_rnn.engine.study import EPOCHS_ATTR
-from automl_rnn.engine.trainer import BestWeights, EpochHistory, OptunaPruning, build_trainer
+from automl_rnn.engine.trainer import BestWeights, EpochHistory, OptunaPruning, TimeLimit, build_trainer
 from automl_rnn.plugins import Registry
 from automl_rnn.space import ARCH_PARAM, SearchSpace, family_params, task_params
 from automl_rnn.tracking.mlflow import StudyTracker
@@ -77,6 +77,7 @@ class Candidate:
     best_val_loss: float | None = None
     best_epoch: int | None = None
     pruned_at: int | None = None
+    time_limited: bool = False
     seconds: float = 0.0
 
 
@@ -121,6 +122,9 @@ def train_candidate(
     pruning = OptunaPruning(trial, monitor) if trial is not None else None
     if pruning is not None:
         callbacks.append(pruning)
+    time_limit = TimeLimit(run.search.trial_timeout) if run.search.trial_timeout else None
+    if time_limit is not None:
+        callbacks.append(time_limit)
     trainer = build_trainer(
         run.trainer, max_epochs=run.search.max_epochs, gradient_clip_val=params.get("grad_clip"),
         monitor=monitor, mode=mode, patience=run.search.patience, callbacks=callbacks,
@@ -131,6 +135,7 @@ def train_candidate(
     return Candidate(
         module=module, data=data, history=history.epochs, best_value=best.best,
         best_val_loss=best.best_tie_breaker, best_epoch=best.best_epoch, pruned_at=pruning.pruned_at if pruning else None,
+        time_limited=bool(time_limit and time_limit.reached),
         seconds=time.perf_counter() - started,
     )
 
@@ -157,6 +162,11 @@ class Objective:
             trial.set_user_attr(EPOCHS_ATTR, len(candidate.history))
             if candidate.pruned_at is not None:
                 raise optuna.TrialPruned(f"pruned at epoch {candidate.pruned_at}")
+            if candidate.time_limited:
+                trial.set_user_attr(REASON_ATTR, f"search.trial_timeout={self.run.search.trial_timeout:g} s "
+                                                 f"reached after {len(candidate.history)} epoch(s)")
+                if candidate.best_value is None:
+                    raise optuna.TrialPruned(trial.user_attrs[REASON_ATTR] + " before any validation")
             if candidate.best_value is None:
                 raise RuntimeError("training produced no validation metric")
         except BaseException as error:

@@ -98,6 +98,22 @@ class StopAfterEpochs(Callback):
             trainer.should_stop = True
 
 
+class TimeLimit(Callback):
+    """Stops training once ``seconds`` have passed since it started; ``reached`` tells if it did."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.reached = False
+        self._started = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if time.perf_counter() - self._started > self.seconds:
+            self.reached = trainer.should_stop = True
+
+
 class OptunaPruning(Callback):
     """Reports the monitored metric to Optuna after each validation and stops a hopeless trial.
 
