@@ -55,6 +55,8 @@ class SearchConfig:
     refit: bool | None = None
     max_params: int | None = None
     trial_timeout: float | None = None
+    reevaluate_top_k: int = 0
+    reevaluate_seeds: int = 3
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,8 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
     _positive_int("search", "n_trials", search.n_trials, problems)
     _positive_int("search", "max_epochs", search.max_epochs, problems)
     _positive_int("search", "patience", search.patience, problems, minimum=0)
+    _positive_int("search", "reevaluate_top_k", search.reevaluate_top_k, problems, minimum=0)
+    _positive_int("search", "reevaluate_seeds", search.reevaluate_seeds, problems, minimum=2)
     if search.max_params is not None:
         _positive_int("search", "max_params", search.max_params, problems)
     if search.refit not in (None, True, False):

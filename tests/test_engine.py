@@ -172,3 +172,17 @@ def test_a_trial_time_limit_ends_training_with_the_best_epoch_so_far(workdir):
     assert 0 < trial.user_attrs["epochs"] < 500
     assert trial.user_attrs["reason"].startswith("search.trial_timeout=1.5 s reached after")
     assert result.published is not None
+
+
+def test_reevaluate_top_k_retrains_the_best_trials_with_more_seeds_and_picks_the_best_mean(workdir):
+    result, run = search("search.n_trials=3", "search.max_epochs=3", "search.archs=[gru]", "pruner=none",
+                         "search.reevaluate_top_k=2", "search.reevaluate_seeds=2", "search.fixed.scheduler=constant",
+                         "search.fixed.hidden_size=8", task_options={"n": 200})
+    trials = optuna.load_study(study_name=run.study_name, storage=run.storage).trials
+    reevaluation = result.published.reevaluation
+    assert len(reevaluation) == 2 and all(len(values) == 2 for values in reevaluation.values())
+    # each trial's own value is its first seed, and the re-evaluated trials are the two best
+    assert sorted(values[0] for values in reevaluation.values()) == sorted(t.value for t in trials)[-2:]
+    assert all(values[0] == trials[number].value for number, values in reevaluation.items())
+    means = {number: sum(values) / 2 for number, values in reevaluation.items()}
+    assert means[result.published.trial_number] == max(means.values())

@@ -17,6 +17,7 @@ from automl_rnn.config import RunConfig
 from automl_rnn.data import collate, concatenate
 from automl_rnn.engine.objective import (
     BEST_EPOCH_ATTR, EPOCHS_ATTR, EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, VAL_LOSS_ATTR, build_candidate, loaders,
+    train_candidate,
 )
 from automl_rnn.engine.trainer import StopAfterEpochs, build_trainer
 from automl_rnn.plugins import Registry
@@ -32,6 +33,7 @@ class Published:
     test_metrics: dict[str, float]
     test_score: float
     refit_epochs: int | None
+    reevaluation: dict[int, list[float]]
     model_uri: str
     registered_version: str | None
     champion_moved: bool
@@ -82,6 +84,38 @@ def refit_on_train_and_val(run: RunConfig, registry: Registry, trial: optuna.tri
     return module, data, epochs
 
 
+def reevaluate_top(run: RunConfig, registry: Registry, study: optuna.Study, tracker: StudyTracker):
+    """Retrain the ``search.reevaluate_top_k`` best trials with more seeds; the best mean wins.
+
+    Each trial's own run counts as its first seed; ``reevaluate_seeds - 1`` more runs train
+    with other seeds. Each trial's MLflow run gets the mean (``reevaluated_mean_<metric>``),
+    and the winner is the trial with the best mean. Returns the winning trial, its retrained
+    candidate with the best validation value (the model that gets published), and the
+    validation values per re-evaluated trial number.
+    """
+    maximize = run.task.direction == "maximize"
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    ranked = sorted(complete, key=lambda t: ((-t.value if maximize else t.value),
+                                             t.user_attrs.get(VAL_LOSS_ATTR, math.inf), t.number))
+    outcomes, values_by_trial = [], {}
+    for trial in ranked[:run.search.reevaluate_top_k]:
+        params = trial.user_attrs[PARAMS_ATTR]
+        reruns = [train_candidate(run, registry, params, run.seed + trial.number + 10_000 * k)
+                  for k in range(1, run.search.reevaluate_seeds)]
+        values = [trial.value] + [c.best_value if c.best_value is not None else math.nan for c in reruns]
+        tracker.log_study_metrics({f"reevaluated_mean_{run.task.metric}": float(np.mean(values)),
+                                   "reevaluated_seeds": len(values)}, trial.user_attrs[RUN_ID_ATTR])
+        values_by_trial[trial.number] = values
+        finite = [c for c in reruns if c.best_value is not None and math.isfinite(c.best_value)]
+        best_rerun = (max if maximize else min)(finite, key=lambda c: c.best_value) if finite else None
+        outcomes.append((float(np.mean(values)), trial, best_rerun))
+    usable = [o for o in outcomes if math.isfinite(o[0]) and o[2] is not None]
+    if not usable:
+        return choose_best(study), None, values_by_trial
+    _, trial, candidate = (max if maximize else min)(usable, key=lambda o: o[0])
+    return trial, candidate, values_by_trial
+
+
 def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracker: StudyTracker) -> Published:
     """Reload the best trial's weights (or refit them, see ``RunConfig.refit``), test them,
     log the pyfunc model, register it.
@@ -89,12 +123,18 @@ def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracke
     The alias (``tracking.alias``) moves to the new version only when its test score beats
     the current champion's.
     """
-    best = choose_best(study)
+    candidate, reevaluation = None, {}
+    if run.search.reevaluate_top_k:
+        best, candidate, reevaluation = reevaluate_top(run, registry, study, tracker)
+    else:
+        best = choose_best(study)
     params = best.user_attrs[PARAMS_ATTR]
     run_id = best.user_attrs[RUN_ID_ATTR]
     refit_epochs = None
     if run.refit:
         module, data, refit_epochs = refit_on_train_and_val(run, registry, best)
+    elif candidate is not None:
+        module, data = candidate.module, candidate.data
     else:
         module, data = build_candidate(run, registry, params)
         module.load_state_dict(tracker.load_weights(run_id))
@@ -134,7 +174,7 @@ def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracke
             client.set_registered_model_alias(run.model_name, run.tracking.alias, version)
             moved = True
         model_uri = f"models:/{run.model_name}@{run.tracking.alias}" if moved else f"models:/{run.model_name}/{version}"
-    return Published(best.number, test_metrics, score, refit_epochs, model_uri, version, moved, previous)
+    return Published(best.number, test_metrics, score, refit_epochs, reevaluation, model_uri, version, moved, previous)
 
 
 def input_example(data) -> np.ndarray:

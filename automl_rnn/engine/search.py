@@ -116,6 +116,10 @@ def show_result(run: RunConfig, result: SearchResult) -> None:
         p = result.published
         rows[f"best val {run.task.metric}"] = result.best_value
         rows[f"test {run.task.metric} (trial {p.trial_number})"] = p.test_score
+        for number, values in p.reevaluation.items():
+            rows[f"trial {number} over {len(values)} seeds"] = (
+                f"mean val {run.task.metric} {sum(values) / len(values):.4g} ("
+                + ", ".join(f"{v:.4g}" for v in values) + ")" + (" chosen" if number == p.trial_number else ""))
         if p.refit_epochs is not None:
             rows["final model"] = f"trial {p.trial_number} retrained on train+val for {p.refit_epochs} epochs"
         rows["model"] = p.model_uri
