@@ -5,6 +5,7 @@ folder (its own Optuna and MLflow stores), then reads the chosen model's test sc
 study's MLflow run. Reports the test score, the study's wall time and its trial states.
 
     python benchmarks/quality.py [--tasks gunpoint italypower airline] [--trials 30] [--seeds 0]
+        [-- override ...]     # e.g. -- search.refit=true (after "--", since --seeds takes a list)
 
 Prints a table and adds the rows to benchmarks/results/quality.json (replacing earlier runs
 of the same task, seed, trial count and overrides). Targets (issue 3): gunpoint and
