@@ -39,6 +39,11 @@ def mean_over_valid_steps(h: torch.Tensor, lengths: torch.Tensor | None) -> torc
     return (h * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
+def count_parameters(module: nn.Module) -> int:
+    """The number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
 class Standardize(nn.Module):
     """Fixed per-feature scaling ``(x - mean) / std`` with statistics fitted on training data.
 

@@ -16,9 +16,10 @@ from torch.utils.data import DataLoader
 from automl_rnn.config import RunConfig
 from automl_rnn.data import collate, concatenate
 from automl_rnn.engine.objective import (
-    BEST_EPOCH_ATTR, EPOCHS_ATTR, EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, VAL_LOSS_ATTR, build_candidate, loaders,
-    train_candidate,
+    BEST_EPOCH_ATTR, EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, VAL_LOSS_ATTR, build_candidate, loaders,
+    seeded_candidate, train_candidate,
 )
+from automl_rnn.engine.study import EPOCHS_ATTR
 from automl_rnn.engine.trainer import StopAfterEpochs, build_trainer
 from automl_rnn.plugins import Registry
 from automl_rnn.tracking.mlflow import StudyTracker, beats, champion_score
@@ -49,15 +50,20 @@ def evaluate_on_test(module, data, run: RunConfig) -> dict[str, float]:
     return {k: float(v) for k, v in results.items()}
 
 
-def choose_best(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The trial with the best validation value; ties go to the lower validation loss.
+def ranked_by_validation(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The complete trials, best validation value first; ties go to the lower validation
+    loss, then to the earlier trial.
 
     Only validation numbers take part: the test split plays no role in the choice.
     """
-    best_value = study.best_value
-    tied = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.value == best_value]
-    return min(tied, key=lambda t: (t.user_attrs.get(VAL_LOSS_ATTR, math.inf), t.number))
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return sorted(complete, key=lambda t: (sign * t.value, t.user_attrs.get(VAL_LOSS_ATTR, math.inf), t.number))
+
+
+def choose_best(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The first of ``ranked_by_validation``: the trial the search chose."""
+    return ranked_by_validation(study)[0]
 
 
 def refit_on_train_and_val(run: RunConfig, registry: Registry, trial: optuna.trial.FrozenTrial):
@@ -71,10 +77,7 @@ def refit_on_train_and_val(run: RunConfig, registry: Registry, trial: optuna.tri
     params = trial.user_attrs[PARAMS_ATTR]
     epochs = int(trial.user_attrs.get(BEST_EPOCH_ATTR, trial.user_attrs.get(EPOCHS_ATTR, 1) - 1)) + 1
     seed = run.seed + trial.number
-    if run.trainer.num_threads:
-        torch.set_num_threads(run.trainer.num_threads)
-    L.seed_everything(seed, workers=True, verbose=False)
-    module, data = build_candidate(run, registry, params)
+    module, data = seeded_candidate(run, registry, params, seed)
     trainer = build_trainer(run.trainer, max_epochs=run.search.max_epochs, gradient_clip_val=params.get("grad_clip"),
                             monitor=module.monitor, mode=module.monitor_mode, patience=0,
                             callbacks=[StopAfterEpochs(epochs)])
@@ -94,11 +97,8 @@ def reevaluate_top(run: RunConfig, registry: Registry, study: optuna.Study, trac
     validation values per re-evaluated trial number.
     """
     maximize = run.task.direction == "maximize"
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    ranked = sorted(complete, key=lambda t: ((-t.value if maximize else t.value),
-                                             t.user_attrs.get(VAL_LOSS_ATTR, math.inf), t.number))
     outcomes, values_by_trial = [], {}
-    for trial in ranked[:run.search.reevaluate_top_k]:
+    for trial in ranked_by_validation(study)[:run.search.reevaluate_top_k]:
         params = trial.user_attrs[PARAMS_ATTR]
         reruns = [train_candidate(run, registry, params, run.seed + trial.number + 10_000 * k)
                   for k in range(1, run.search.reevaluate_seeds)]

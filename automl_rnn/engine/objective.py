@@ -19,6 +19,7 @@ from automl_rnn.config import RunConfig
 from automl_rnn.data import collate
 from automl_rnn.engine.failures import REASON_ATTR, BackboneContractError, end_trial
 from automl_rnn.engine.module import SequenceModule
+from automl_rnn.nn import count_parameters
 from automl_rnn.engine.study import EPOCHS_ATTR
 from automl_rnn.engine.trainer import BestWeights, EpochHistory, OptunaPruning, TimeLimit, build_trainer
 from automl_rnn.plugins import Registry
@@ -92,9 +93,13 @@ def build_candidate(run: RunConfig, registry: Registry, params: Mapping[str, Any
     return module, data
 
 
-def count_parameters(module: torch.nn.Module) -> int:
-    """The number of trainable parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+def seeded_candidate(run: RunConfig, registry: Registry, params: Mapping[str, Any],
+                     seed: int) -> tuple[SequenceModule, TaskData]:
+    """``build_candidate`` after setting the torch threads of ``trainer.num_threads`` and every seed."""
+    if run.trainer.num_threads:
+        torch.set_num_threads(run.trainer.num_threads)
+    L.seed_everything(seed, workers=True, verbose=False)
+    return build_candidate(run, registry, params)
 
 
 def train_candidate(
@@ -106,10 +111,7 @@ def train_candidate(
 ) -> Candidate:
     """Train one configuration with early stopping; report to ``trial`` for pruning if given."""
     started = time.perf_counter()
-    if run.trainer.num_threads:
-        torch.set_num_threads(run.trainer.num_threads)
-    L.seed_everything(seed, workers=True, verbose=False)
-    module, data = build_candidate(run, registry, params)
+    module, data = seeded_candidate(run, registry, params, seed)
     n_params = count_parameters(module)
     if trial is not None:
         trial.set_user_attr(N_PARAMS_ATTR, n_params)

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
+from automl_rnn.nn import count_parameters
 from automl_rnn.space import distribution_from_spec, space_problems
 from automl_rnn.testing._threads import one_thread
 from automl_rnn.types import Architecture
@@ -101,11 +102,6 @@ def run(
     assert torch.isfinite(out).all(), (
         f"architecture {arch.name!r}: the output has NaN or inf values")
     return out
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    """The number of trainable parameters of a module."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def check_space(arch: Architecture) -> None:

@@ -56,7 +56,7 @@ class DNC(nn.Module):
     def step(self, x: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         """One time step: x (B, D) and the state -> output (B, output_size) and the new state."""
         batch = x.shape[0]
-        n, w, r = self.n, self.w, self.r
+        w, r = self.w, self.r
         inp = torch.cat([x, state["reads"]], dim=-1)
         hidden = []
         for i, cell in enumerate(self.cells):

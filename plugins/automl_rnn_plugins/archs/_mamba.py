@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from automl_rnn.nn import valid_mask
+
 
 class MambaBackbone(nn.Module):
     """Input projection, mambapy residual blocks with dropout between, RMSNorm; (B, T, D) -> (B, T, H)."""
@@ -22,8 +24,8 @@ class MambaBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Causal, so padding at the end never reaches a valid step; padded steps are zeroed anyway."""
-        if lengths is not None:
-            valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
+        valid = valid_mask(lengths, x.shape[1], x.device)
+        if valid is not None:
             x = x * valid[..., None].to(x.dtype)
         h = self.encoder(x)
         for i, block in enumerate(self.blocks):

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from automl_rnn.nn import valid_mask
+
 
 def _powers(dt_a: torch.Tensor, exponents: torch.Tensor) -> torch.Tensor:
     """exp(dt_a * l) for every l in ``exponents``: (H, N) x (L,) -> complex (H, N, L)."""
@@ -107,8 +109,8 @@ class SSMBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Whole-sequence (convolution) mode; padded steps are zeroed, the rest is causal."""
-        if lengths is not None:
-            valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
+        valid = valid_mask(lengths, x.shape[1], x.device)
+        if valid is not None:
             x = x * valid[..., None].to(x.dtype)
         h = self.encoder(x)
         for block in self.blocks:
