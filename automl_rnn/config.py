@@ -57,6 +57,7 @@ class SearchConfig:
     trial_timeout: float | None = None
     reevaluate_top_k: int = 0
     reevaluate_seeds: int = 3
+    ensemble: int = 1
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
     _positive_int("search", "patience", search.patience, problems, minimum=0)
     _positive_int("search", "reevaluate_top_k", search.reevaluate_top_k, problems, minimum=0)
     _positive_int("search", "reevaluate_seeds", search.reevaluate_seeds, problems, minimum=2)
+    _positive_int("search", "ensemble", search.ensemble, problems)
     if search.max_params is not None:
         _positive_int("search", "max_params", search.max_params, problems)
     if search.refit not in (None, True, False):

@@ -5,12 +5,15 @@ from __future__ import annotations
 import mlflow
 import optuna
 import pytest
+import torch
 
 import synthetic_plugins
 from automl_rnn.compose import compose_job, normalise_overrides
 from automl_rnn.config import validate
+from automl_rnn.engine.ensemble import EnsembleModel
 from automl_rnn.engine.search import run_search
 from automl_rnn.plugins import load_registry
+from automl_rnn.tracking.mlflow import StudyTracker
 
 REGISTRY = load_registry([("synthetic_plugins", synthetic_plugins)])
 
@@ -186,3 +189,25 @@ def test_reevaluate_top_k_retrains_the_best_trials_with_more_seeds_and_picks_the
     assert all(values[0] == trials[number].value for number, values in reevaluation.items())
     means = {number: sum(values) / 2 for number, values in reevaluation.items()}
     assert means[result.published.trial_number] == max(means.values())
+
+
+@pytest.mark.parametrize("refit", [False, True])
+def test_ensemble_publishes_the_mean_of_several_seeds_of_the_chosen_trial(workdir, refit):
+    result, run = search("search.n_trials=2", "search.max_epochs=3", "search.archs=[gru]", "pruner=none",
+                         "search.ensemble=3", f"search.refit={str(refit).lower()}", "search.fixed.scheduler=constant",
+                         "search.fixed.hidden_size=8", task_options={"n": 200})
+    model = mlflow.pyfunc.load_model(result.published.model_uri).unwrap_python_model().model
+    assert isinstance(model, EnsembleModel) and len(model.members) == 3
+    first, second = (dict(m.named_parameters()) for m in model.members[:2])
+    assert any(not torch.equal(first[name], second[name]) for name in first), "members must differ by seed"
+    x = torch.randn(4, 12, 1)
+    with torch.no_grad():
+        assert torch.allclose(model(x), torch.stack([m(x) for m in model.members]).mean(0))
+    if not refit:
+        # the first member is the chosen trial's own trained model
+        stored = StudyTracker(run.tracking.uri, run.experiment_name, run.study_name).load_weights(
+            optuna.load_study(study_name=run.study_name, storage=run.storage)
+            .trials[result.published.trial_number].user_attrs["mlflow_run_id"])
+        assert all(torch.equal(value, stored["model." + name]) for name, value in model.members[0].state_dict().items())
+    else:
+        assert result.published.refit_epochs is not None

@@ -15,8 +15,10 @@ from torch.utils.data import DataLoader
 
 from automl_rnn.config import RunConfig
 from automl_rnn.data import collate, concatenate
+from automl_rnn.engine.ensemble import EnsembleModel
+from automl_rnn.engine.module import SequenceModule
 from automl_rnn.engine.objective import (
-    BEST_EPOCH_ATTR, EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, VAL_LOSS_ATTR, build_candidate, loaders,
+    BEST_EPOCH_ATTR, EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, VAL_LOSS_ATTR, Candidate, build_candidate, loaders,
     seeded_candidate, train_candidate,
 )
 from automl_rnn.engine.study import EPOCHS_ATTR
@@ -24,6 +26,7 @@ from automl_rnn.engine.trainer import StopAfterEpochs, build_trainer
 from automl_rnn.plugins import Registry
 from automl_rnn.tracking.mlflow import StudyTracker, beats, champion_score
 from automl_rnn.tracking.pyfunc import SequencePredictor, runtime_requirements, signature_for
+from automl_rnn.types import TaskData
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,15 @@ def choose_best(study: optuna.Study) -> optuna.trial.FrozenTrial:
     return ranked_by_validation(study)[0]
 
 
-def refit_on_train_and_val(run: RunConfig, registry: Registry, trial: optuna.trial.FrozenTrial):
-    """Retrain ``trial``'s configuration on train + val with its seed, for as many epochs as
-    early stopping chose in the search (up to its best epoch); return (module, data, epochs).
+def member_seed(run: RunConfig, trial: optuna.trial.FrozenTrial, k: int) -> int:
+    """The seed of the ``k``-th training of ``trial``'s configuration (``k=0``: the trial's own)."""
+    return run.seed + trial.number + 10_000 * k
+
+
+def refit_on_train_and_val(run: RunConfig, registry: Registry, trial: optuna.trial.FrozenTrial, k: int = 0):
+    """Retrain ``trial``'s configuration on train + val with its ``k``-th seed, for as many
+    epochs as early stopping chose in the search (up to its best epoch); return (module,
+    data, epochs).
 
     The preprocessing stays fitted on train (``TaskData`` is prepared as in the search) and
     the test split plays no part. The validation loader still runs, only so that a
@@ -76,7 +85,7 @@ def refit_on_train_and_val(run: RunConfig, registry: Registry, trial: optuna.tri
     """
     params = trial.user_attrs[PARAMS_ATTR]
     epochs = int(trial.user_attrs.get(BEST_EPOCH_ATTR, trial.user_attrs.get(EPOCHS_ATTR, 1) - 1)) + 1
-    seed = run.seed + trial.number
+    seed = member_seed(run, trial, k)
     module, data = seeded_candidate(run, registry, params, seed)
     trainer = build_trainer(run.trainer, max_epochs=run.search.max_epochs, gradient_clip_val=params.get("grad_clip"),
                             monitor=module.monitor, mode=module.monitor_mode, patience=0,
@@ -90,60 +99,96 @@ def refit_on_train_and_val(run: RunConfig, registry: Registry, trial: optuna.tri
 def reevaluate_top(run: RunConfig, registry: Registry, study: optuna.Study, tracker: StudyTracker):
     """Retrain the ``search.reevaluate_top_k`` best trials with more seeds; the best mean wins.
 
-    Each trial's own run counts as its first seed; ``reevaluate_seeds - 1`` more runs train
-    with other seeds. Each trial's MLflow run gets the mean (``reevaluated_mean_<metric>``),
-    and the winner is the trial with the best mean. Returns the winning trial, its retrained
-    candidate with the best validation value (the model that gets published), and the
+    Each trial's own run counts as its first seed (``k=0``); ``reevaluate_seeds - 1`` more
+    runs train with the seeds ``k=1, 2, ...`` of ``member_seed``. Each trial's MLflow run gets
+    the mean (``reevaluated_mean_<metric>``), and the winner is the trial with the best mean.
+    Returns the winning trial, its retrained candidates by seed index ``k``, and the
     validation values per re-evaluated trial number.
     """
     maximize = run.task.direction == "maximize"
     outcomes, values_by_trial = [], {}
     for trial in ranked_by_validation(study)[:run.search.reevaluate_top_k]:
         params = trial.user_attrs[PARAMS_ATTR]
-        reruns = [train_candidate(run, registry, params, run.seed + trial.number + 10_000 * k)
-                  for k in range(1, run.search.reevaluate_seeds)]
-        values = [trial.value] + [c.best_value if c.best_value is not None else math.nan for c in reruns]
+        reruns = {k: train_candidate(run, registry, params, member_seed(run, trial, k))
+                  for k in range(1, run.search.reevaluate_seeds)}
+        values = [trial.value] + [c.best_value if c.best_value is not None else math.nan for c in reruns.values()]
         tracker.log_study_metrics({f"reevaluated_mean_{run.task.metric}": float(np.mean(values)),
                                    "reevaluated_seeds": len(values)}, trial.user_attrs[RUN_ID_ATTR])
         values_by_trial[trial.number] = values
-        finite = [c for c in reruns if c.best_value is not None and math.isfinite(c.best_value)]
-        best_rerun = (max if maximize else min)(finite, key=lambda c: c.best_value) if finite else None
-        outcomes.append((float(np.mean(values)), trial, best_rerun))
-    usable = [o for o in outcomes if math.isfinite(o[0]) and o[2] is not None]
-    if not usable:
-        return choose_best(study), None, values_by_trial
-    _, trial, candidate = (max if maximize else min)(usable, key=lambda o: o[0])
-    return trial, candidate, values_by_trial
+        usable = {k: c for k, c in reruns.items() if c.best_value is not None and math.isfinite(c.best_value)}
+        outcomes.append((float(np.mean(values)), trial, usable))
+    usable_outcomes = [o for o in outcomes if math.isfinite(o[0]) and o[2]]
+    if not usable_outcomes:
+        return choose_best(study), {}, values_by_trial
+    _, trial, reruns = (max if maximize else min)(usable_outcomes, key=lambda o: o[0])
+    return trial, reruns, values_by_trial
+
+
+def final_model(run: RunConfig, registry: Registry, best: optuna.trial.FrozenTrial, tracker: StudyTracker,
+                reruns: dict[int, Candidate]) -> tuple[SequenceModule, TaskData, int | None]:
+    """The model that is tested and published, its data and its refit epochs (None: no refit).
+
+    One model, or with ``search.ensemble=K`` the mean of K models of ``best``'s
+    configuration, one per seed index ``k < K``. Each model is, in this order of preference:
+    refitted on train + val when ``run.refit``; a re-evaluation run of that seed
+    (``reruns``); the trial's own stored weights (``k=0``); else trained now with that seed.
+    Without an ensemble, re-evaluation publishes its retrained run with the best validation
+    value.
+    """
+    params = best.user_attrs[PARAMS_ATTR]
+    size = run.search.ensemble
+    if run.refit:
+        fitted = [refit_on_train_and_val(run, registry, best, k) for k in range(size)]
+        modules, (_, data, epochs) = [m for m, _, _ in fitted], fitted[0]
+        return ensemble_of(modules, data), data, epochs
+    if size == 1 and reruns:
+        maximize = run.task.direction == "maximize"
+        chosen = (max if maximize else min)(reruns.values(), key=lambda c: c.best_value)
+        return chosen.module, chosen.data, None
+    modules, data = [], None
+    for k in range(size):
+        if k in reruns:
+            module, data = reruns[k].module, reruns[k].data
+        elif k == 0:
+            module, data = build_candidate(run, registry, params)
+            module.load_state_dict(tracker.load_weights(best.user_attrs[RUN_ID_ATTR]))
+        else:
+            candidate = train_candidate(run, registry, params, member_seed(run, best, k))
+            module, data = candidate.module, candidate.data
+        modules.append(module)
+    return ensemble_of(modules, data), data, None
+
+
+def ensemble_of(modules: list[SequenceModule], data: TaskData) -> SequenceModule:
+    """``modules[0]`` alone, or a module whose model is the ``EnsembleModel`` of all their models."""
+    if len(modules) == 1:
+        return modules[0]
+    first = modules[0]
+    return SequenceModule(EnsembleModel([m.model for m in modules]), data.loss, data.metrics, first.optim,
+                          first.monitor, first.monitor_mode)
 
 
 def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracker: StudyTracker) -> Published:
-    """Reload the best trial's weights (or refit them, see ``RunConfig.refit``), test them,
-    log the pyfunc model, register it.
+    """Test the chosen model (see ``final_model``), log it as a pyfunc model, register it.
 
     The alias (``tracking.alias``) moves to the new version only when its test score beats
     the current champion's.
     """
-    candidate, reevaluation = None, {}
+    reruns, reevaluation = {}, {}
     if run.search.reevaluate_top_k:
-        best, candidate, reevaluation = reevaluate_top(run, registry, study, tracker)
+        best, reruns, reevaluation = reevaluate_top(run, registry, study, tracker)
     else:
         best = choose_best(study)
     params = best.user_attrs[PARAMS_ATTR]
     run_id = best.user_attrs[RUN_ID_ATTR]
-    refit_epochs = None
-    if run.refit:
-        module, data, refit_epochs = refit_on_train_and_val(run, registry, best)
-    elif candidate is not None:
-        module, data = candidate.module, candidate.data
-    else:
-        module, data = build_candidate(run, registry, params)
-        module.load_state_dict(tracker.load_weights(run_id))
+    module, data, refit_epochs = final_model(run, registry, best, tracker, reruns)
     module.eval()
     test_metrics = evaluate_on_test(module, data, run)
     score = test_metrics[f"test_{run.task.metric}"]
     tracker.log_study_metrics(test_metrics, run_id)
     tracker.log_study_metrics({**test_metrics, f"chosen_val_{run.task.metric}": best.value,
-                               "best_trial": best.number, "refit_epochs": refit_epochs or 0})
+                               "best_trial": best.number, "refit_epochs": refit_epochs or 0,
+                               "ensemble_size": run.search.ensemble})
 
     example = input_example(data)
     with torch.no_grad():
@@ -156,7 +201,8 @@ def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracke
             signature=signature_for(data.input_size, output_shape, data.decode is not None),
             input_example=example,
             pip_requirements=runtime_requirements(),
-            metadata={"task": run.task.name, "trial": best.number, "params": params},
+            metadata={"task": run.task.name, "trial": best.number, "params": params,
+                      "ensemble_size": run.search.ensemble},
         )
     version, moved, previous = None, False, None
     model_uri = info.model_uri
