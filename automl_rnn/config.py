@@ -37,6 +37,8 @@ PRUNERS = {
     "successive_halving": {"min_resource", "reduction_factor", "min_early_stopping_rate"},
     "hyperband": {"min_resource", "reduction_factor"},
 }
+ENSEMBLE_MEMBERS = ("seeds", "trials")
+"""What ``search.ensemble=K`` averages: K seeds of the chosen trial, or the K best trials."""
 CHOICE_CHECKS = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
 
 
@@ -58,6 +60,7 @@ class SearchConfig:
     reevaluate_top_k: int = 0
     reevaluate_seeds: int = 3
     ensemble: int = 1
+    ensemble_members: str = "seeds"
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,9 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
     _positive_int("search", "reevaluate_top_k", search.reevaluate_top_k, problems, minimum=0)
     _positive_int("search", "reevaluate_seeds", search.reevaluate_seeds, problems, minimum=2)
     _positive_int("search", "ensemble", search.ensemble, problems)
+    if search.ensemble_members not in ENSEMBLE_MEMBERS:
+        problems.append(f"search.ensemble_members={search.ensemble_members!r}: must be one of "
+                        f"{', '.join(ENSEMBLE_MEMBERS)}{_suggest(search.ensemble_members, ENSEMBLE_MEMBERS)}")
     if search.max_params is not None:
         _positive_int("search", "max_params", search.max_params, problems)
     if search.refit not in (None, True, False):

@@ -11,6 +11,7 @@ import synthetic_plugins
 from automl_rnn.compose import compose_job, normalise_overrides
 from automl_rnn.config import validate
 from automl_rnn.engine.ensemble import EnsembleModel
+from automl_rnn.engine.finalize import ranked_by_validation
 from automl_rnn.engine.search import run_search
 from automl_rnn.plugins import load_registry
 from automl_rnn.tracking.mlflow import StudyTracker
@@ -211,3 +212,17 @@ def test_ensemble_publishes_the_mean_of_several_seeds_of_the_chosen_trial(workdi
         assert all(torch.equal(value, stored["model." + name]) for name, value in model.members[0].state_dict().items())
     else:
         assert result.published.refit_epochs is not None
+
+
+def test_ensemble_of_trials_publishes_the_mean_of_the_best_trials_on_validation(workdir):
+    result, run = search("search.n_trials=3", "search.max_epochs=3", "search.archs=[gru]", "pruner=none",
+                         "search.ensemble=2", "search.ensemble_members=trials", "search.refit=false",
+                         "search.fixed.scheduler=constant", task_options={"n": 200})
+    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
+    ranked = ranked_by_validation(study)
+    assert result.published.ensemble_trials == (ranked[0].number, ranked[1].number)
+    model = mlflow.pyfunc.load_model(result.published.model_uri).unwrap_python_model().model
+    assert isinstance(model, EnsembleModel) and len(model.members) == 2
+    # each member is its trial's configuration, retrained with the trial's seed
+    sizes = [m.backbone.output_size for m in model.members]
+    assert sizes == [t.user_attrs["params"]["hidden_size"] for t in ranked[:2]]

@@ -42,6 +42,8 @@ class Published:
     registered_version: str | None
     champion_moved: bool
     previous_champion_score: float | None
+    ensemble_trials: tuple[int, ...] = ()
+    """The trial of each model the published ensemble averages (empty: one model)."""
 
 
 def evaluate_on_test(module, data, run: RunConfig) -> dict[str, float]:
@@ -124,36 +126,50 @@ def reevaluate_top(run: RunConfig, registry: Registry, study: optuna.Study, trac
     return trial, reruns, values_by_trial
 
 
-def final_model(run: RunConfig, registry: Registry, best: optuna.trial.FrozenTrial, tracker: StudyTracker,
-                reruns: dict[int, Candidate]) -> tuple[SequenceModule, TaskData, int | None]:
+def ensemble_members(run: RunConfig, study: optuna.Study,
+                     best: optuna.trial.FrozenTrial) -> list[tuple[optuna.trial.FrozenTrial, int]]:
+    """The (trial, seed index) of each model that ``search.ensemble=K`` averages, chosen first.
+
+    ``ensemble_members=seeds``: the chosen trial with the seed indices 0..K-1.
+    ``ensemble_members=trials``: the chosen trial and the next K-1 trials in validation
+    order, each with its own seed (index 0), so members differ in their hyper-parameters.
+    """
+    size = run.search.ensemble
+    if run.search.ensemble_members == "seeds":
+        return [(best, k) for k in range(size)]
+    others = [t for t in ranked_by_validation(study) if t.number != best.number]
+    return [(best, 0)] + [(t, 0) for t in others[:size - 1]]
+
+
+def final_model(run: RunConfig, registry: Registry, study: optuna.Study, best: optuna.trial.FrozenTrial,
+                tracker: StudyTracker, reruns: dict[int, Candidate]) -> tuple[SequenceModule, TaskData, int | None]:
     """The model that is tested and published, its data and its refit epochs (None: no refit).
 
-    One model, or with ``search.ensemble=K`` the mean of K models of ``best``'s
-    configuration, one per seed index ``k < K``. Each model is, in this order of preference:
-    refitted on train + val when ``run.refit``; a re-evaluation run of that seed
-    (``reruns``); the trial's own stored weights (``k=0``); else trained now with that seed.
+    One model, or with ``search.ensemble=K`` the mean of the K models of ``ensemble_members``.
+    Each model is, in this order of preference: refitted on train + val when ``run.refit``;
+    a re-evaluation run of the chosen trial with that seed (``reruns``); the chosen trial's
+    own stored weights (``k=0``); else trained now with its trial's seed of index ``k``.
     Without an ensemble, re-evaluation publishes its retrained run with the best validation
     value.
     """
-    params = best.user_attrs[PARAMS_ATTR]
-    size = run.search.ensemble
+    members = ensemble_members(run, study, best)
     if run.refit:
-        fitted = [refit_on_train_and_val(run, registry, best, k) for k in range(size)]
+        fitted = [refit_on_train_and_val(run, registry, trial, k) for trial, k in members]
         modules, (_, data, epochs) = [m for m, _, _ in fitted], fitted[0]
         return ensemble_of(modules, data), data, epochs
-    if size == 1 and reruns:
+    if len(members) == 1 and reruns:
         maximize = run.task.direction == "maximize"
         chosen = (max if maximize else min)(reruns.values(), key=lambda c: c.best_value)
         return chosen.module, chosen.data, None
     modules, data = [], None
-    for k in range(size):
-        if k in reruns:
+    for trial, k in members:
+        if trial.number == best.number and k in reruns:
             module, data = reruns[k].module, reruns[k].data
-        elif k == 0:
-            module, data = build_candidate(run, registry, params)
-            module.load_state_dict(tracker.load_weights(best.user_attrs[RUN_ID_ATTR]))
+        elif trial.number == best.number and k == 0:
+            module, data = build_candidate(run, registry, trial.user_attrs[PARAMS_ATTR])
+            module.load_state_dict(tracker.load_weights(trial.user_attrs[RUN_ID_ATTR]))
         else:
-            candidate = train_candidate(run, registry, params, member_seed(run, best, k))
+            candidate = train_candidate(run, registry, trial.user_attrs[PARAMS_ATTR], member_seed(run, trial, k))
             module, data = candidate.module, candidate.data
         modules.append(module)
     return ensemble_of(modules, data), data, None
@@ -181,14 +197,15 @@ def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracke
         best = choose_best(study)
     params = best.user_attrs[PARAMS_ATTR]
     run_id = best.user_attrs[RUN_ID_ATTR]
-    module, data, refit_epochs = final_model(run, registry, best, tracker, reruns)
+    members = [t.number for t, _ in ensemble_members(run, study, best)]
+    module, data, refit_epochs = final_model(run, registry, study, best, tracker, reruns)
     module.eval()
     test_metrics = evaluate_on_test(module, data, run)
     score = test_metrics[f"test_{run.task.metric}"]
     tracker.log_study_metrics(test_metrics, run_id)
     tracker.log_study_metrics({**test_metrics, f"chosen_val_{run.task.metric}": best.value,
                                "best_trial": best.number, "refit_epochs": refit_epochs or 0,
-                               "ensemble_size": run.search.ensemble})
+                               "ensemble_size": len(members)})
 
     example = input_example(data)
     with torch.no_grad():
@@ -202,7 +219,7 @@ def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracke
             input_example=example,
             pip_requirements=runtime_requirements(),
             metadata={"task": run.task.name, "trial": best.number, "params": params,
-                      "ensemble_size": run.search.ensemble},
+                      "ensemble_size": len(members), "ensemble_trials": members},
         )
     version, moved, previous = None, False, None
     model_uri = info.model_uri
@@ -220,7 +237,8 @@ def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracke
             client.set_registered_model_alias(run.model_name, run.tracking.alias, version)
             moved = True
         model_uri = f"models:/{run.model_name}@{run.tracking.alias}" if moved else f"models:/{run.model_name}/{version}"
-    return Published(best.number, test_metrics, score, refit_epochs, reevaluation, model_uri, version, moved, previous)
+    return Published(best.number, test_metrics, score, refit_epochs, reevaluation, model_uri, version, moved, previous,
+                     tuple(members) if len(members) > 1 else ())
 
 
 def input_example(data) -> np.ndarray:

@@ -120,7 +120,11 @@ def show_result(run: RunConfig, result: SearchResult) -> None:
             rows[f"trial {number} over {len(values)} seeds"] = (
                 f"mean val {run.task.metric} {sum(values) / len(values):.4g} ("
                 + ", ".join(f"{v:.4g}" for v in values) + ")" + (" chosen" if number == p.trial_number else ""))
-        members = f"mean of {run.search.ensemble} models (seeds) of trial {p.trial_number}" if run.search.ensemble > 1 else None
+        members = None
+        if p.ensemble_trials and run.search.ensemble_members == "seeds":
+            members = f"mean of {len(p.ensemble_trials)} models (seeds) of trial {p.trial_number}"
+        elif p.ensemble_trials:
+            members = f"mean of the models of trials {', '.join(map(str, p.ensemble_trials))}"
         if p.refit_epochs is not None:
             rows["final model"] = f"{members or f'trial {p.trial_number}'} retrained on train+val for {p.refit_epochs} epochs"
         elif members:
