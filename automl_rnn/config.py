@@ -61,6 +61,8 @@ class SearchConfig:
     reevaluate_seeds: int = 3
     ensemble: int = 1
     ensemble_members: str = "seeds"
+    n_workers: int = 1
+    heartbeat_interval: int = 10
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,8 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
     storage = cfg.get("storage") or ""
     if not isinstance(storage, str) or not storage:
         problems.append("storage: give an Optuna storage URL, e.g. sqlite:///automl_rnn.db")
+    else:
+        _check_workers(search, storage, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -252,6 +256,26 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
         trainer=trainer, tracking=tracking, study_name=study_name, storage=storage, seed=seed,
         dropped_archs=dropped,
     )
+
+
+def _check_workers(search: SearchConfig, storage: str, problems: list[str]) -> None:
+    """``search.n_workers`` and ``search.heartbeat_interval``, and a storage URL they can share."""
+    from sqlalchemy.exc import ArgumentError
+
+    from automl_rnn.storage_url import backend, is_in_memory
+
+    _positive_int("search", "n_workers", search.n_workers, problems)
+    _positive_int("search", "heartbeat_interval", search.heartbeat_interval, problems)
+    try:
+        backend(storage)
+    except ArgumentError:
+        problems.append(f"storage={storage!r}: not a database URL; give e.g. sqlite:///automl_rnn.db or "
+                        "postgresql://user:password@host:5432/optuna")
+        return
+    if isinstance(search.n_workers, int) and search.n_workers > 1 and is_in_memory(storage):
+        problems.append(f"search.n_workers={search.n_workers} with storage={storage!r}: an in-memory study "
+                        "lives in one process, so other workers cannot see it; use a file or server, e.g. "
+                        "storage=sqlite:///automl_rnn.db, or search.n_workers=1")
 
 
 def _default_study_name(task_name: str, options: Any) -> str:

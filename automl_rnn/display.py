@@ -38,15 +38,20 @@ class StudyProgress:
 
     def refresh(self, study: optuna.Study, trial: FrozenTrial | None = None) -> None:
         """Update the bar from the study (use as an Optuna callback)."""
+        from automl_rnn.engine.study import counted
+
         trials = study.get_trials(deepcopy=False)
-        counts = {state: sum(t.state == state for t in trials) for state in TrialState}
-        finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.FAIL]
+        budget = counted(trials)
+        counts = {state: sum(t.state == state for t in budget) for state in TrialState}
         try:
             best = f"best {self.metric} {study.best_value:.4g} (trial {study.best_trial.number})"
         except ValueError:
             best = "no complete trial yet"
         status = f"{best} · pruned {counts[TrialState.PRUNED]} · failed {counts[TrialState.FAIL]}"
-        self.progress.update(self.task_id, completed=finished, status=status)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if running > 1:
+            status += f" · running {running}"
+        self.progress.update(self.task_id, completed=len(budget), status=status)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state != TrialState.COMPLETE and trial.user_attrs.get("reason"):
@@ -55,6 +60,10 @@ class StudyProgress:
                 highlight=False,
             )
         self.refresh(study, trial)
+
+    def note(self, text: str) -> None:
+        """Print a line above the bar."""
+        self.progress.console.print(f"[dim]{text}[/]", highlight=False)
 
     def __enter__(self) -> StudyProgress:
         self.progress.start()

@@ -80,7 +80,7 @@ def run_search(run: RunConfig, registry: Registry, config: Mapping[str, Any]) ->
     interrupted = False
     try:
         with StudyProgress(study, run.search.n_trials, run.task.metric) as progress:
-            run_trials(study, objective, run, on_trial_end=progress)
+            run_trials(study, objective, run, on_trial_end=progress, note=progress.note)
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]Interrupted.[/] Finished trials are kept; re-run the same command to resume.")

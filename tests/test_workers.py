@@ -1,0 +1,89 @@
+"""Crash-safe resume and parallel workers, through the real command line in a temp dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from automl_rnn.engine.study import counted
+
+ADDING = ["task=adding", "task.T=20", "task.n_train=128", "task.n_val=64", "task.n_test=64",
+          "search.archs=[gru]", "search.fixed.num_layers=1", "search.fixed.batch_size=32",
+          "search.fixed.hidden_size=16", "pruner=none", "tracking.register=false",
+          "search.heartbeat_interval=1", "trainer.num_threads=1"]
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "automl_rnn.cli", "search", *args]
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def load(folder: Path, name: str = "adding") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'automl_rnn.db'}")
+
+
+def wait_for(condition, process: subprocess.Popen, seconds: float = 120) -> None:
+    """Poll ``condition()`` until true; fail if the process ends or time runs out first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (KeyError, optuna.exceptions.StorageInternalError):
+            pass  # the study does not exist yet
+        if process.poll() is not None:
+            pytest.fail(f"the search ended (code {process.returncode}) before the awaited state")
+        time.sleep(0.05)
+    pytest.fail("timed out waiting for the study")
+
+
+def test_a_killed_search_resumes_keeps_its_trials_and_retries_the_one_that_was_running(tmp_path):
+    args = command(*ADDING, "search.n_trials=3", "search.max_epochs=10", "search.patience=0")
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(args, cwd=tmp_path, env=environment(), stdout=log, stderr=log)
+    try:
+        def one_done_and_one_in_training() -> bool:
+            trials = load(tmp_path).trials
+            return any(t.state == TrialState.COMPLETE for t in trials) and any(
+                t.state == TrialState.RUNNING and t.intermediate_values for t in trials)
+
+        wait_for(one_done_and_one_in_training, first)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    before = {t.number: t for t in load(tmp_path).trials}
+    (killed,) = [t for t in before.values() if t.state == TrialState.RUNNING]
+    kept = {n: t.value for n, t in before.items() if t.state == TrialState.COMPLETE}
+
+    again = subprocess.run(args, cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+    trials = load(tmp_path).trials
+    by_number = {t.number: t for t in trials}
+    assert {n: by_number[n].value for n in kept} == kept  # completed trials kept as they were
+    assert by_number[killed.number].state == TrialState.FAIL
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert len(counted(trials)) == 3 and [t.state for t in counted(trials)].count(TrialState.COMPLETE) == 3
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert "3 complete, 1 fail" in " ".join(again.stderr.split())
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["adding"], filter_string="tags.`automl_rnn.role` = 'trial'")
+    dead = runs[runs["run_id"] == killed.user_attrs["mlflow_run_id"]]
+    assert dead["status"].item() == "FAILED" and "heartbeats" in dead["tags.reason"].item()
+    assert sorted(runs["status"]) == ["FAILED", "FINISHED", "FINISHED", "FINISHED"]
