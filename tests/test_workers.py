@@ -34,7 +34,7 @@ def load(folder: Path, name: str = "adding") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'automl_rnn.db'}")
 
 
-def wait_for(condition, process: subprocess.Popen, seconds: float = 120) -> None:
+def wait_for(condition, process: subprocess.Popen, seconds: float = 300) -> None:
     """Poll ``condition()`` until true; fail if the process ends or time runs out first."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -87,3 +87,70 @@ def test_a_killed_search_resumes_keeps_its_trials_and_retries_the_one_that_was_r
     dead = runs[runs["run_id"] == killed.user_attrs["mlflow_run_id"]]
     assert dead["status"].item() == "FAILED" and "heartbeats" in dead["tags.reason"].item()
     assert sorted(runs["status"]) == ["FAILED", "FINISHED", "FINISHED", "FINISHED"]
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (the search's workers)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_two_workers_share_the_budget_exactly_and_survive_a_killed_worker(tmp_path):
+    args = command(*ADDING, "search.n_trials=5", "search.n_workers=2", "search.max_epochs=10",
+                   "search.patience=0")
+    with open(tmp_path / "search.log", "w") as log:
+        search = subprocess.Popen(args, cwd=tmp_path, env=environment(), stdout=log, stderr=log)
+    try:
+        wait_for(lambda: len(worker_pids(search.pid)) == 2 and any(
+            t.state == TrialState.RUNNING and t.intermediate_values for t in load(tmp_path).trials), search)
+        os.kill(worker_pids(search.pid)[0], signal.SIGKILL)
+        search.wait(timeout=300)
+    finally:
+        if search.poll() is None:
+            search.kill()
+    output = " ".join((tmp_path / "search.log").read_text().split())
+    assert search.returncode == 0, output[-3000:]
+    assert "was killed by signal 9" in output and "Search summary" in output
+
+    trials = load(tmp_path).trials
+    budget = counted(trials)
+    assert len(budget) == 5 and all(t.state == TrialState.COMPLETE for t in budget)
+    assert [t.number for t in trials] == list(range(len(trials)))
+    (dead,) = [t for t in trials if t not in budget]
+    assert dead.state == TrialState.FAIL
+    assert [t.system_attrs.get("failed_trial") for t in budget].count(dead.number) == 1
+    first_draws = [t.params for t in budget if "failed_trial" not in t.system_attrs]
+    assert len({tuple(sorted(p.items())) for p in first_draws}) == 4  # no two workers drew the same
+    assert any(a.datetime_start < b.datetime_start < a.datetime_complete
+               for a in trials for b in trials if a is not b and a.datetime_complete), "no two trials overlapped"
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["adding"])
+    parent = runs[runs["tags.automl_rnn.role"] == "study"]
+    children = runs[runs["tags.automl_rnn.role"] == "trial"]
+    assert len(parent) == 1 and len(children) == 6
+    assert set(children["tags.mlflow.parentRunId"]) == {parent["run_id"].item()}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["search.n_workers=0"], "search.n_workers=0: must be a whole number >= 1"),
+    (["search.n_workers=2", "storage=sqlite:///:memory:"], "an in-memory study lives in one process"),
+    (["storage=not a url"], "not a database URL"),
+])
+def test_bad_worker_settings_are_config_errors(overrides, message):
+    from automl_rnn.compose import compose_job, normalise_overrides
+    from automl_rnn.config import validate
+    from automl_rnn.errors import ConfigError
+    from automl_rnn.plugins import get_registry
+
+    config, problems = compose_job(normalise_overrides(["task=adding", *overrides]))
+    assert not problems
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        validate(config, get_registry())

@@ -17,6 +17,7 @@ from automl_rnn.display import StudyProgress, console, key_value_table, state_co
 from automl_rnn.engine.finalize import Published, publish_best
 from automl_rnn.engine.objective import Objective
 from automl_rnn.engine.study import EpochAccount, epoch_account, finished_trials, open_study, run_trials
+from automl_rnn.engine.workers import run_workers
 from automl_rnn.plugins import Registry
 from automl_rnn.space import COMMON_PARAMS, SearchSpace, distribution_from_spec
 from automl_rnn.tracking.mlflow import StudyTracker
@@ -80,7 +81,10 @@ def run_search(run: RunConfig, registry: Registry, config: Mapping[str, Any]) ->
     interrupted = False
     try:
         with StudyProgress(study, run.search.n_trials, run.task.metric) as progress:
-            run_trials(study, objective, run, on_trial_end=progress, note=progress.note)
+            if run.search.n_workers > 1:
+                run_workers(run, config, study, tracker.parent_run_id, progress)
+            else:
+                run_trials(study, objective, run, on_trial_end=progress, note=progress.note)
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]Interrupted.[/] Finished trials are kept; re-run the same command to resume.")

@@ -80,6 +80,10 @@ class StudyTracker:
         self.client.log_text(self.parent_run_id, json.dumps(config, indent=2, default=str), "config.json")
         return self.parent_run_id
 
+    def attach_study(self, parent_run_id: str) -> None:
+        """Record trials under an existing parent run (a worker process of ``search.n_workers``)."""
+        self.parent_run_id = parent_run_id
+
     def start_trial(self, number: int, params: Mapping[str, Any]) -> str:
         """Open the nested run of trial ``number`` and log its parameters."""
         run = self.client.create_run(
