@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -130,6 +134,7 @@ def test_two_workers_share_the_budget_exactly_and_survive_a_killed_worker(tmp_pa
     assert len({tuple(sorted(p.items())) for p in first_draws}) == 4  # no two workers drew the same
     assert any(a.datetime_start < b.datetime_start < a.datetime_complete
                for a in trials for b in trials if a is not b and a.datetime_complete), "no two trials overlapped"
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["adding"])
@@ -154,3 +159,82 @@ def test_bad_worker_settings_are_config_errors(overrides, message):
     assert not problems
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         validate(config, get_registry())
+
+
+def postgres_binaries() -> Path | None:
+    """The folder of ``initdb`` and ``pg_ctl``: on PATH, or where Debian's packages put them."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway PostgreSQL cluster on 127.0.0.1 with a database ``optuna``; its URL.
+
+    ``initdb`` refuses to run as root, so as root the cluster belongs to the ``postgres`` user
+    (which Debian's ``postgresql`` package creates). Stopped and deleted at the end.
+    """
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    folder = tempfile.mkdtemp(prefix="automl_rnn_pg_")
+    as_owner: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = f"{folder}/data"
+
+    def pg(*args: str) -> None:
+        subprocess.run([*as_owner, *args], check=True, capture_output=True, timeout=120)
+
+    pg(str(binaries / "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale")
+    pg(str(binaries / "pg_ctl"), "-D", data, "-l", f"{folder}/server.log", "-w", "-t", "60", "-o",
+       f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100", "start")
+    try:
+        import psycopg
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as connection:
+            connection.execute("CREATE DATABASE optuna")
+        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+    finally:
+        pg(str(binaries / "pg_ctl"), "-D", data, "-w", "-m", "immediate", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_searches_on_one_postgresql_study_record_each_trial_once(tmp_path, postgres_url):
+    """The multi-machine recipe on one machine: the same command twice, one PostgreSQL study."""
+    args = command(*ADDING, "search.n_trials=8", "search.max_epochs=2", f"storage={postgres_url}")
+    # Machines share one MLflow server, which creates its store once; here both use one SQLite
+    # file, so it is created before they start.
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()
+    logs = [open(tmp_path / f"search-{i}.log", "w") for i in range(2)]
+    searches = [subprocess.Popen(args, cwd=tmp_path, env=environment(), stdout=log, stderr=log) for log in logs]
+    try:
+        for search in searches:
+            search.wait(timeout=400)
+    finally:
+        for search, log in zip(searches, logs):
+            if search.poll() is None:
+                search.kill()
+            log.close()
+    for i, search in enumerate(searches):
+        assert search.returncode == 0, (tmp_path / f"search-{i}.log").read_text()[-3000:]
+
+    trials = optuna.load_study(study_name="adding", storage=postgres_url).trials
+    assert sorted(t.number for t in trials) == list(range(8))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 8
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both searches ran trials
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["adding"], filter_string="tags.`automl_rnn.role` = 'trial'")
+    assert sorted(runs["tags.trial_number"].astype(int)) == list(range(8))

@@ -1,5 +1,8 @@
 """One process at a time may decide that the trial budget has room and create the next trial.
 
+(``make_storage`` also takes a ``ClaimLock`` of its own, so that processes starting on a
+fresh database do not create its tables at the same time.)
+
 Without this, two workers that both see ``n_trials - 1`` finished trials would both start
 one and the study would overshoot its budget. The lock spans only that check and the
 creation of the trial (never its training), so workers still train in parallel:
@@ -50,7 +53,7 @@ class ClaimLock:
             import fcntl
 
             if self._file is None:
-                self._file = os.open(path, os.O_RDONLY)
+                self._file = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # an empty file is an empty database
             fcntl.flock(self._file, fcntl.LOCK_EX)
         elif backend(self.url) == "postgresql":
             self._execute("SELECT pg_advisory_lock(:key)")

@@ -9,6 +9,8 @@ failure does not count towards ``search.n_trials``: its retry takes its place.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,6 +33,10 @@ HEARTBEAT_RETRIES = 1
 """How often a trial whose process died is retried; a trial that kills its worker twice stays FAIL."""
 SQLITE_TIMEOUT = 60
 """Seconds an SQLite connection waits for a lock held by another worker before giving up."""
+SCHEMA_LOCK = "<schema>"
+"""The ``ClaimLock`` name under which a process creates or upgrades the storage's tables."""
+WORKER_ATTR = "worker"
+"""Trial user attribute: ``host:pid`` of the process that ran the trial."""
 WAIT_POLL = 0.5
 """Seconds between looks at the study while the rest of the budget is running elsewhere."""
 
@@ -103,12 +109,17 @@ def make_storage(run: RunConfig) -> optuna.storages.RDBStorage:
     if is_in_memory(run.storage):
         return optuna.storages.RDBStorage(run.storage)
     engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}} if sqlite_path(run.storage) else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            run.storage, engine_kwargs=engine_kwargs, heartbeat_interval=run.search.heartbeat_interval,
-            heartbeat_stale_trial_callback=RetryStaleTrial(run.tracking.uri, HEARTBEAT_RETRIES),
-        )
+    schema = ClaimLock(run.storage, SCHEMA_LOCK)  # processes starting together create the tables once
+    schema.acquire()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                run.storage, engine_kwargs=engine_kwargs, heartbeat_interval=run.search.heartbeat_interval,
+                heartbeat_stale_trial_callback=RetryStaleTrial(run.tracking.uri, HEARTBEAT_RETRIES),
+            )
+    finally:
+        schema.close()
 
 
 def open_study(run: RunConfig) -> optuna.Study:
@@ -191,6 +202,7 @@ def run_trials(
 
     def claimed(trial: optuna.Trial) -> float:
         lock.release()  # the trial exists and is RUNNING: the next claim may count it
+        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         return objective(trial)
 
     try:
