@@ -238,3 +238,19 @@ def test_two_searches_on_one_postgresql_study_record_each_trial_once(tmp_path, p
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["adding"], filter_string="tags.`automl_rnn.role` = 'trial'")
     assert sorted(runs["tags.trial_number"].astype(int)) == list(range(8))
+
+
+def test_workers_split_the_cpu_threads_and_take_one_gpu_each():
+    from automl_rnn.compose import compose_job, normalise_overrides
+    from automl_rnn.config import validate
+    from automl_rnn.engine.workers import available_cores, worker_config, worker_environment
+    from automl_rnn.plugins import get_registry
+
+    config, _ = compose_job(normalise_overrides(["task=adding", "search.n_workers=2"]))
+    run = validate(config, get_registry())
+    assert worker_config(config, run, 2)["trainer"]["num_threads"] == max(1, available_cores() // 2)
+    assert config["trainer"]["num_threads"] is None  # the user's config is not changed
+    pinned, _ = compose_job(normalise_overrides(["task=adding", "trainer.num_threads=3"]))
+    assert worker_config(pinned, validate(pinned, get_registry()), 2)["trainer"]["num_threads"] == 3
+    assert [worker_environment(i, ["4", "5"])["CUDA_VISIBLE_DEVICES"] for i in range(3)] == ["4", "5", "4"]
+    assert worker_environment(0, []).get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -122,10 +122,10 @@ def run_workers(
     if n_workers == 0:
         return []
     gpus = visible_gpus(run.trainer)
+    shared = worker_config(config, run, n_workers)
     with tempfile.TemporaryDirectory(prefix="automl_rnn_workers_") as folder:
         spec = Path(folder) / "worker.json"
-        spec.write_text(json.dumps({"config": worker_config(config, run, n_workers),
-                                    "parent_run_id": parent_run_id}, default=str))
+        spec.write_text(json.dumps({"config": shared, "parent_run_id": parent_run_id}, default=str))
         logs = [Path(folder) / f"worker-{i}.log" for i in range(n_workers)]
         processes = []
         for i, log in enumerate(logs):
@@ -134,9 +134,9 @@ def run_workers(
                     [sys.executable, "-m", "automl_rnn.engine.workers", str(spec)],
                     env=worker_environment(i, gpus), stdout=out, stderr=subprocess.STDOUT,
                 ))
+        threads = shared.get("trainer", {}).get("num_threads")
         progress.note(f"{n_workers} workers" + (f" on GPUs {', '.join(gpus)}" if gpus else
-                                                f", {worker_config(config, run, n_workers)['trainer']['num_threads']}"
-                                                " torch thread(s) each"))
+                                                f", {threads} torch thread(s) each"))
         exits: dict[int, WorkerExit] = {}
         shown = {t.number for t in study.get_trials(deepcopy=False, states=FINISHED_STATES)}
         try:
