@@ -88,14 +88,19 @@ class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
         from automl_rnn.engine.objective import RUN_ID_ATTR
 
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
-        if run_id:
-            from mlflow import MlflowClient
+        if not run_id:
+            return
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
 
-            client = MlflowClient(tracking_uri=self.tracking_uri)
+        client = MlflowClient(tracking_uri=self.tracking_uri)
+        try:
             client.set_tag(run_id, "state", "FAIL")
             client.set_tag(run_id, "reason", "its worker process stopped sending heartbeats (killed or "
                                              "crashed); the trial was queued again")
             client.set_terminated(run_id, status="FAILED")
+        except MlflowException:  # the run was deleted: nothing to close
+            pass
 
 
 def make_storage(run: RunConfig) -> optuna.storages.RDBStorage:
