@@ -112,9 +112,13 @@ def test_two_workers_share_the_budget_exactly_and_survive_a_killed_worker(tmp_pa
     with open(tmp_path / "search.log", "w") as log:
         search = subprocess.Popen(args, cwd=tmp_path, env=environment(), stdout=log, stderr=log)
     try:
-        wait_for(lambda: len(worker_pids(search.pid)) == 2 and any(
-            t.state == TrialState.RUNNING and t.intermediate_values for t in load(tmp_path).trials), search)
-        os.kill(worker_pids(search.pid)[0], signal.SIGKILL)
+        def in_training() -> list[optuna.trial.FrozenTrial]:
+            return [t for t in load(tmp_path).trials if t.state == TrialState.RUNNING and t.intermediate_values]
+
+        wait_for(lambda: len(worker_pids(search.pid)) == 2 and in_training(), search)
+        victim = int(in_training()[0].user_attrs["worker"].rsplit(":", 1)[1])
+        assert victim in worker_pids(search.pid)
+        os.kill(victim, signal.SIGKILL)
         search.wait(timeout=300)
     finally:
         if search.poll() is None:
