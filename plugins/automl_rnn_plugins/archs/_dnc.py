@@ -10,18 +10,22 @@ _EPS = 1e-6
 
 
 def content_weighting(memory: torch.Tensor, keys: torch.Tensor, strengths: torch.Tensor) -> torch.Tensor:
-    """Softmax over slots of strength x cosine(key, slot): memory (B, N, W), keys (B, H, W) -> (B, H, N)."""
-    cosine = F.normalize(keys, dim=-1, eps=_EPS) @ F.normalize(memory, dim=-1, eps=_EPS).transpose(1, 2)
-    return F.softmax(strengths[..., None] * cosine, dim=-1)
+    """Softmax over slots of strength x cosine(key, slot): memory (B, N, W), keys (B, H, W) -> (B, H, N).
+
+    The cosine is ``k.m / (max(|k|, eps) max(|m|, eps))`` (as ``F.normalize``), with the key's
+    norm folded into the strength, so the whole weighting is a handful of operations.
+    """
+    scale = strengths / keys.norm(dim=-1).clamp_min(_EPS)  # (B, H)
+    dots = torch.bmm(keys, memory.transpose(1, 2))  # (B, H, N)
+    return F.softmax(dots * scale[..., None] / memory.norm(dim=-1).clamp_min(_EPS)[:, None, :], dim=-1)
 
 
 def allocation_weighting(usage: torch.Tensor) -> torch.Tensor:
     """(B, N) usage -> (B, N) allocation: free slots first, in order of increasing usage."""
     usage = _EPS + (1 - _EPS) * usage
     sorted_usage, order = usage.sort(dim=-1)
-    exclusive = torch.cumprod(F.pad(sorted_usage, (1, 0), value=1.0), dim=-1)[:, :-1]
-    sorted_allocation = (1 - sorted_usage) * exclusive
-    return torch.zeros_like(usage).scatter(1, order, sorted_allocation)
+    exclusive = torch.cumprod(F.pad(sorted_usage[:, :-1], (1, 0), value=1.0), dim=-1)
+    return torch.zeros_like(usage).scatter(1, order, (1 - sorted_usage) * exclusive)
 
 
 class DNC(nn.Module):
@@ -70,27 +74,30 @@ class DNC(nn.Module):
         strengths = 1 + F.softplus(strengths)
         read_strengths, write_strength = strengths[:, :r], strengths[:, r:]
         erase, free_gates, allocation_gate, write_gate = torch.split(torch.sigmoid(gates), [w, r, 1, 1], dim=-1)
-        read_modes = F.softmax(read_modes.view(batch, r, 3), dim=-1)
+        read_modes = F.softmax(read_modes.view(batch, r, 3), dim=-1)  # backward, content, forward
 
-        memory, link, precedence = state["memory"], state["link"], state["precedence"]
+        memory, link, precedence, read = state["memory"], state["link"], state["precedence"], state["read"]
         # usage: retained unless freed by a read head after being read
-        retention = torch.prod(1 - free_gates[..., None] * state["read"], dim=1)
-        usage = (state["usage"] + state["write"] - state["usage"] * state["write"]) * retention
-        # write weighting
-        allocation = allocation_weighting(usage)
+        freed = 1 - free_gates[..., None] * read  # (B, R, N)
+        retention = freed[:, 0]
+        for head in range(1, r):
+            retention = retention * freed[:, head]
+        usage = torch.addcmul(state["usage"], state["write"], 1 - state["usage"]) * retention
+        # write weighting: allocation or content, gated
         content = content_weighting(memory, write_key, write_strength).squeeze(1)
-        write = write_gate * (allocation_gate * allocation + (1 - allocation_gate) * content)
-        memory = memory * (1 - write[..., None] * erase[:, None, :]) + write[..., None] * write_vector[:, None, :]
+        write = write_gate * torch.lerp(content, allocation_weighting(usage), allocation_gate)
+        written = write[..., None]  # (B, N, 1)
+        memory = torch.addcmul(torch.addcmul(memory, written * erase[:, None, :], memory, value=-1),
+                               written, write_vector[:, None, :])
         # temporal links: L[i, j] = (1 - w_i - w_j) L[i, j] + w_i p_j, zero diagonal
-        link = (1 - write[:, :, None] - write[:, None, :]) * link + write[:, :, None] * precedence[:, None, :]
-        link = link * self.off_diagonal
-        precedence = (1 - write.sum(-1, keepdim=True)) * precedence + write
-        # reading
-        forward = state["read"] @ link.transpose(1, 2)
-        backward = state["read"] @ link
-        content = content_weighting(memory, read_keys, read_strengths)
-        read = read_modes[..., 0:1] * backward + read_modes[..., 1:2] * content + read_modes[..., 2:3] * forward
-        reads = (read @ memory).reshape(batch, r * w)
+        link = torch.addcmul(torch.addcmul(link, written + write[:, None, :], link, value=-1),
+                             written, precedence[:, None, :]) * self.off_diagonal
+        precedence = torch.addcmul(write, 1 - write.sum(-1, keepdim=True), precedence)
+        # reading: each head mixes backward, content and forward weightings by its read modes
+        directions = torch.stack([torch.bmm(read, link), content_weighting(memory, read_keys, read_strengths),
+                                  torch.bmm(read, link.transpose(1, 2))], dim=2)  # (B, R, 3, N)
+        read = (read_modes[..., None] * directions).sum(2)
+        reads = torch.bmm(read, memory).view(batch, r * w)
         new_state = {"memory": memory, "link": link, "precedence": precedence, "usage": usage,
                      "write": write, "read": read, "reads": reads, "hidden": hidden}
         return torch.cat([h, reads], dim=-1), new_state
