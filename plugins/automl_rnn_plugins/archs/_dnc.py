@@ -24,7 +24,8 @@ def allocation_weighting(usage: torch.Tensor) -> torch.Tensor:
     """(B, N) usage -> (B, N) allocation: free slots first, in order of increasing usage."""
     usage = _EPS + (1 - _EPS) * usage
     sorted_usage, order = usage.sort(dim=-1)
-    exclusive = torch.cumprod(F.pad(sorted_usage[:, :-1], (1, 0), value=1.0), dim=-1)
+    # exclusive cumulative product, as exp(cumsum(log)): usage >= eps, and cumprod's backward is slow
+    exclusive = torch.exp(torch.cumsum(F.pad(sorted_usage[:, :-1].log(), (1, 0)), dim=-1))
     return torch.zeros_like(usage).scatter(1, order, (1 - sorted_usage) * exclusive)
 
 

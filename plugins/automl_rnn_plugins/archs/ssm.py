@@ -61,5 +61,5 @@ def build_ssm(input_size: int, params: Params):
 @hookimpl
 def automl_rnn_register_architectures(register) -> None:
     """Register ``ssm`` (causal)."""
-    register(Architecture("ssm", "stack of diagonal state-space layers (S4D), FFT convolution in training",
+    register(Architecture("ssm", "stack of diagonal state-space layers (S4D), chunked convolution in training",
                           causal=True, build=build_ssm, space=ssm_space))
