@@ -239,6 +239,7 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
         _check_keys("pruner", {k: v for k, v in pruner.items() if k != "name"}, PRUNERS[pruner["name"]], problems)
 
     trainer = _dataclass_from(TrainerConfig, "trainer", dict(cfg.get("trainer") or {}), problems)
+    _check_trainer(trainer, problems)
     tracking = _dataclass_from(TrackingConfig, "tracking", dict(cfg.get("tracking") or {}), problems)
     seed = cfg.get("seed", 0)
     _positive_int("config", "seed", seed, problems, minimum=0)
@@ -276,6 +277,36 @@ def _check_workers(search: SearchConfig, storage: str, problems: list[str]) -> N
         problems.append(f"search.n_workers={search.n_workers} with storage={storage!r}: an in-memory study "
                         "lives in one process, so other workers cannot see it; use a file or server, e.g. "
                         "storage=sqlite:///automl_rnn.db, or search.n_workers=1")
+
+
+SPAWNING_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")
+"""Strategy names (and their ``*_find_unused_parameters_*`` forms) whose processes Lightning
+starts from inside ``fit``: the only multi-process strategies that work inside a study."""
+
+
+def _several_devices(devices: Any) -> bool:
+    if isinstance(devices, (list, tuple)):
+        return len(devices) > 1
+    if isinstance(devices, str):
+        parts = [p for p in devices.split(",") if p.strip()]
+        return devices.strip() == "-1" or len(parts) > 1 or (devices.strip().isdigit() and int(devices) > 1)
+    return isinstance(devices, int) and (devices > 1 or devices == -1)
+
+
+def _check_trainer(trainer: TrainerConfig, problems: list[str]) -> None:
+    """Multi-process training must start its processes per trial, from inside the study."""
+    strategy = str(trainer.strategy)
+    relaunching = strategy.startswith(("ddp", "fsdp", "deepspeed")) and not strategy.startswith(SPAWNING_STRATEGIES)
+    if relaunching or (strategy == "auto" and _several_devices(trainer.devices)):
+        named = f"trainer.strategy={strategy}" + (
+            f" with trainer.devices={trainer.devices} (Lightning would choose ddp)" if strategy == "auto" else "")
+        problems.append(
+            f"{named}: this strategy starts its extra processes by re-running the whole command, so "
+            f"each copy would run a study of its own (its own trials, hyper-parameters and MLflow "
+            f"runs), and it starts them only once per process while a study trains a new Trainer for "
+            f"every trial. Use trainer.strategy=ddp_spawn (or trainer=cpu_ddp for two CPU processes), "
+            f"which starts the processes of each trial from inside the study."
+        )
 
 
 def _default_study_name(task_name: str, options: Any) -> str:

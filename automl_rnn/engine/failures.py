@@ -20,13 +20,35 @@ class BackboneContractError(RuntimeError):
     """An architecture plugin built a backbone that breaks the (B, T, D) -> (B, T, H) contract."""
 
 
+def training_process_error(error: BaseException) -> str | None:
+    """``"Type: message"`` of the exception that ended a training process (``ddp_spawn``), else None.
+
+    torch reports such an exception in the main process as ``ProcessRaisedException``, whose
+    message is the process's traceback; its last line names the original exception.
+    """
+    if type(error).__name__ != "ProcessRaisedException":
+        return None
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    """True for torch's out-of-memory errors on any device."""
-    return "out of memory" in str(error).lower() or type(error).__name__ == "OutOfMemoryError"
+    """True for torch's out-of-memory errors on any device, also when a training process raised them."""
+    text = training_process_error(error) or f"{type(error).__name__}: {error}"
+    return "out of memory" in text.lower() or "OutOfMemoryError" in text.split(":")[0]
+
+
+def is_non_finite_loss(error: BaseException) -> bool:
+    """True for ``NonFiniteLossError``, also when a training process raised it."""
+    return isinstance(error, NonFiniteLossError) or (
+        NonFiniteLossError.__name__ in (training_process_error(error) or "").split(":")[0])
 
 
 def describe(error: BaseException) -> str:
-    """One line naming the error type and message."""
+    """One line naming the error type and message (the training process's own error under ``ddp_spawn``)."""
+    inner = training_process_error(error)
+    if inner is not None:
+        return f"{inner} (in training process {getattr(error, 'error_index', '?')})"
     return f"{type(error).__name__}: {error}".strip()
 
 
@@ -42,6 +64,6 @@ def end_trial(trial: optuna.Trial, error: BaseException) -> BaseException:
         return error
     reason = describe(error)
     trial.set_user_attr(REASON_ATTR, reason)
-    if isinstance(error, NonFiniteLossError) or is_out_of_memory(error):
+    if is_non_finite_loss(error) or is_out_of_memory(error):
         return optuna.TrialPruned(reason)
     return error

@@ -22,7 +22,7 @@ from automl_rnn.engine.objective import (
     seeded_candidate, train_candidate,
 )
 from automl_rnn.engine.study import EPOCHS_ATTR
-from automl_rnn.engine.trainer import StopAfterEpochs, build_trainer
+from automl_rnn.engine.trainer import StopAfterEpochs, build_trainer, fit
 from automl_rnn.plugins import Registry
 from automl_rnn.tracking.mlflow import StudyTracker, beats, champion_score
 from automl_rnn.tracking.pyfunc import SequencePredictor, runtime_requirements, signature_for
@@ -94,7 +94,7 @@ def refit_on_train_and_val(run: RunConfig, registry: Registry, trial: optuna.tri
                             callbacks=[StopAfterEpochs(epochs)])
     merged = dataclasses.replace(data, train=concatenate(data.train, data.val))
     train_loader, val_loader = loaders(merged, int(params.get("batch_size", 32)), seed, run.trainer.num_workers)
-    trainer.fit(module, train_loader, val_loader)
+    fit(trainer, module, train_loader, val_loader)
     return module, data, epochs
 
 

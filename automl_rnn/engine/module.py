@@ -56,7 +56,7 @@ class SequenceModule(L.LightningModule):
             raise NonFiniteLossError(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}"
             )
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=x.shape[0])
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
     def _evaluate(self, batch, prefix: str, metrics: nn.ModuleDict) -> None:

@@ -21,7 +21,7 @@ from automl_rnn.engine.failures import REASON_ATTR, BackboneContractError, end_t
 from automl_rnn.engine.module import SequenceModule
 from automl_rnn.nn import count_parameters
 from automl_rnn.engine.study import EPOCHS_ATTR
-from automl_rnn.engine.trainer import BestWeights, EpochHistory, OptunaPruning, TimeLimit, build_trainer
+from automl_rnn.engine.trainer import BestWeights, EpochHistory, OptunaPruning, TimeLimit, build_trainer, fit
 from automl_rnn.plugins import Registry
 from automl_rnn.space import ARCH_PARAM, SearchSpace, family_params, task_params
 from automl_rnn.tracking.mlflow import StudyTracker
@@ -121,7 +121,7 @@ def train_candidate(
     monitor, mode = monitor_of(run)
     history, best = EpochHistory(), BestWeights(monitor, mode)
     callbacks: list = [history, best]
-    pruning = OptunaPruning(trial, monitor) if trial is not None else None
+    pruning = OptunaPruning(trial, monitor, run.storage) if trial is not None else None
     if pruning is not None:
         callbacks.append(pruning)
     time_limit = TimeLimit(run.search.trial_timeout) if run.search.trial_timeout else None
@@ -132,7 +132,7 @@ def train_candidate(
         monitor=monitor, mode=mode, patience=run.search.patience, callbacks=callbacks,
     )
     train_loader, val_loader = loaders(data, int(params.get("batch_size", 32)), seed, run.trainer.num_workers)
-    trainer.fit(module, train_loader, val_loader)
+    fit(trainer, module, train_loader, val_loader)
     best.restore(module)
     return Candidate(
         module=module, data=data, history=history.epochs, best_value=best.best,

@@ -1,18 +1,47 @@
-"""The Lightning Trainer of a trial and the callbacks that connect it to the search."""
+"""The Lightning Trainer of a trial and the callbacks that connect it to the search.
+
+Multi-device trials (``trainer.strategy=ddp_spawn``) train in processes that Lightning starts
+for each ``fit``; the trainer and its callbacks are pickled into them. Every callback here
+works on every rank: the decisions that end training (pruning, the time limit) are taken on
+rank 0 and broadcast, so all ranks stop at the same step, and ``RankZeroResults`` carries the
+callbacks' results (history, best weights, where pruning stopped) from rank 0 back to the
+main process, whose own copies the ranks never update.
+"""
 
 from __future__ import annotations
 
 import copy
 import math
+import os
+import tempfile
 import time
-from typing import Any
+import uuid
+from multiprocessing.reduction import ForkingPickler
+from typing import Any, Sequence
 
 import lightning.pytorch as L
 import optuna
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
+from torch.utils.data import DataLoader
 
 from automl_rnn.config import TrainerConfig
+
+
+def _rebuild_generator(device: str, state: bytes) -> torch.Generator:
+    generator = torch.Generator(device)
+    generator.set_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
+    return generator
+
+
+def _reduce_generator(generator: torch.Generator) -> tuple[Any, tuple[str, bytes]]:
+    return _rebuild_generator, (str(generator.device), generator.get_state().numpy().tobytes())
+
+
+# A seeded DataLoader holds a torch.Generator. torch pickles it for a spawned process through
+# a temporary state tensor in shared memory that is freed before the child maps it ("unable
+# to resize file <filename not specified>"); passing the state by value avoids that.
+ForkingPickler.register(torch.Generator, _reduce_generator)
 
 
 def _metric_value(trainer: L.Trainer, name: str) -> float | None:
@@ -46,6 +75,12 @@ class EpochHistory(Callback):
             if loss is not None:
                 self.epochs[-1]["train_loss"] = loss
             self.epochs[-1]["epoch_seconds"] = time.perf_counter() - self._epoch_started
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs = list(state_dict["epochs"])
 
 
 class BestWeights(Callback):
@@ -85,6 +120,24 @@ class BestWeights(Callback):
         if self.state is not None:
             pl_module.load_state_dict(self.state)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_tie_breaker": self.best_tie_breaker,
+                "best_epoch": self.best_epoch, "state": self.state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_tie_breaker = state_dict["best"], state_dict["best_tie_breaker"]
+        self.best_epoch, self.state = state_dict["best_epoch"], state_dict["state"]
+
+
+class TorchThreads(Callback):
+    """Sets torch's thread count in every training process (spawned ranks start with Lightning's)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        torch.set_num_threads(self.threads)
+
 
 class StopAfterEpochs(Callback):
     """Ends training after ``epochs`` epochs while ``max_epochs`` (and so every LR schedule
@@ -99,7 +152,11 @@ class StopAfterEpochs(Callback):
 
 
 class TimeLimit(Callback):
-    """Stops training once ``seconds`` have passed since it started; ``reached`` tells if it did."""
+    """Stops training once ``seconds`` have passed since it started; ``reached`` tells if it did.
+
+    With several ranks, rank 0's clock decides after each batch and the decision is
+    broadcast, so no rank waits for a gradient another has stopped computing.
+    """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -110,8 +167,17 @@ class TimeLimit(Callback):
         self._started = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if time.perf_counter() - self._started > self.seconds:
+        over = time.perf_counter() - self._started > self.seconds
+        if trainer.world_size > 1:
+            over = trainer.strategy.broadcast(over, src=0)
+        if over:
             self.reached = trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"reached": self.reached}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.reached = state_dict["reached"]
 
 
 class OptunaPruning(Callback):
@@ -120,21 +186,87 @@ class OptunaPruning(Callback):
     On a prune decision it stops training cleanly (``trainer.should_stop``) and remembers the
     epoch; the objective then raises ``optuna.TrialPruned``, so Lightning never sees an
     exception in the middle of a loop.
+
+    Only rank 0 talks to the study's storage; its decision is broadcast to the other ranks.
+    The callback pickles without its ``optuna.Trial``: a rank 0 running in a process of its
+    own (``ddp_spawn``) reconnects to the trial through ``storage``, the study's URL, and the
+    other ranks never connect.
     """
 
-    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
-        self.trial, self.monitor = trial, monitor
+    def __init__(self, trial: optuna.Trial, monitor: str, storage: str | None = None) -> None:
+        self.trial: optuna.Trial | None = trial
+        self.monitor, self.storage = monitor, storage
         self.pruned_at: int | None = None
+        self._study_name, self._pruner = trial.study.study_name, trial.study.pruner
+        self._trial_id = trial._trial_id  # Optuna's key of the running trial in the storage
+        self._owner_pid = os.getpid()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "trial": None}
+
+    def _connected_trial(self) -> optuna.Trial:
+        """The trial, reconnected to the storage when this is not the process that made it."""
+        if self.trial is None or os.getpid() != self._owner_pid:
+            if self.storage is None:
+                raise RuntimeError("pruning a trial that trains in other processes needs the study's "
+                                   "storage URL; an in-memory study cannot be reached from them")
+            study = optuna.load_study(study_name=self._study_name, storage=self.storage,
+                                      sampler=optuna.samplers.RandomSampler(), pruner=self._pruner)
+            self.trial, self._owner_pid = optuna.Trial(study, self._trial_id), os.getpid()
+        return self.trial
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = _metric_value(trainer, self.monitor)
         if trainer.sanity_checking or value is None or self.pruned_at is not None:
             return
         epoch = trainer.current_epoch
-        self.trial.report(value, step=epoch)
-        if self.trial.should_prune():
+        prune = False
+        if trainer.is_global_zero:
+            trial = self._connected_trial()
+            trial.report(value, step=epoch)
+            prune = trial.should_prune()
+        if trainer.world_size > 1:
+            prune = trainer.strategy.broadcast(prune, src=0)
+        if prune:
             self.pruned_at = epoch
             trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pruned_at": self.pruned_at}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.pruned_at = state_dict["pruned_at"]
+
+
+class RankZeroResults(Callback):
+    """Brings the state of ``carried`` callbacks from a rank 0 that ran in another process.
+
+    With ``ddp_spawn`` the trainer and its callbacks are pickled into the processes that
+    train, and the main process's callbacks never change. At the end of ``fit``, rank 0
+    writes each carried callback's ``state_dict()`` to a temporary file; ``recover`` (called
+    in the main process after ``fit``) loads them into the main process's callbacks. Without
+    other processes it does nothing.
+    """
+
+    def __init__(self, carried: Sequence[Callback]) -> None:
+        self.carried = list(carried)
+        self.path = os.path.join(tempfile.gettempdir(), f"automl_rnn_rank0_{uuid.uuid4().hex}.pt")
+        self._main_pid = os.getpid()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and os.getpid() != self._main_pid:
+            torch.save([callback.state_dict() for callback in self.carried], self.path)
+
+    def recover(self) -> None:
+        """Load rank 0's results into the carried callbacks, if rank 0 was another process."""
+        if not os.path.exists(self.path):
+            return
+        try:
+            states = torch.load(self.path, weights_only=True)
+        finally:
+            os.remove(self.path)
+        for callback, state in zip(self.carried, states):
+            callback.load_state_dict(state)
 
 
 def build_trainer(
@@ -151,9 +283,11 @@ def build_trainer(
 
     Early stopping watches ``val_loss``: it keeps improving after a coarse metric such as
     accuracy on a small validation split has saturated, and ``BestWeights`` uses it to break
-    ties.
+    ties. Train it with ``fit``, which brings the callbacks' results back from other processes.
     """
-    all_callbacks = list(callbacks)
+    all_callbacks = [*callbacks, RankZeroResults(callbacks)]
+    if config.num_threads:
+        all_callbacks.append(TorchThreads(config.num_threads))
     if patience > 0:
         all_callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience, check_finite=False))
     options: dict[str, Any] = dict(
@@ -171,3 +305,11 @@ def build_trainer(
         num_sanity_val_steps=0,
     )
     return L.Trainer(**options)
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, train: DataLoader, val: DataLoader) -> None:
+    """``trainer.fit``, then the callbacks' results from rank 0 when it ran in another process."""
+    trainer.fit(module, train, val)
+    for callback in trainer.callbacks:
+        if isinstance(callback, RankZeroResults):
+            callback.recover()

@@ -1,0 +1,117 @@
+"""Multi-device trials: every trial of a study trains data-parallel in two CPU processes (gloo).
+
+Spawning the two processes of a trial costs seconds (each imports torch and Lightning), so
+one study of two trials carries the end-to-end checks.
+"""
+
+from __future__ import annotations
+
+import glob
+import multiprocessing
+import os
+import tempfile
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+import torch
+from torch.multiprocessing import ProcessRaisedException
+
+import synthetic_plugins
+from automl_rnn.compose import compose_job, normalise_overrides
+from automl_rnn.config import validate
+from automl_rnn.engine.failures import end_trial
+from automl_rnn.engine.search import run_search
+from automl_rnn.errors import ConfigError
+from automl_rnn.plugins import load_registry
+
+REGISTRY = load_registry([("synthetic_plugins", synthetic_plugins)])
+SIGN = {"name": "sign", "n": 200}  # 40 validation sequences: the two ranks' halves need no padding
+
+
+def make_run(*overrides: str):
+    config, problems = compose_job(normalise_overrides(list(overrides)))
+    assert not problems, problems
+    config["task"] = dict(SIGN)
+    return validate(config, REGISTRY), config
+
+
+@pytest.mark.timeout(400)
+def test_a_study_of_ddp_spawn_trials_prunes_and_publishes_the_best_weights(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    leftovers = set(glob.glob(os.path.join(tempfile.gettempdir(), "automl_rnn_rank0_*")))
+    good = "{arch: gru, lr: 0.02, hidden_size: 16, num_layers: 1, scheduler: constant, batch_size: 16}"
+    hopeless = "{arch: gru, lr: 1.0e-06, hidden_size: 16, num_layers: 1, scheduler: constant, batch_size: 16}"
+    run, config = make_run("trainer=cpu_ddp", "search.n_trials=2", "search.max_epochs=3", "search.patience=0",
+                           "search.archs=[gru]", "pruner=median", "pruner.n_startup_trials=1",
+                           "pruner.n_warmup_steps=0", f"search.enqueue=[{good},{hopeless}]")
+    assert (run.trainer.devices, run.trainer.strategy) == (2, "ddp_spawn")
+
+    result = run_search(run, REGISTRY, config)
+
+    complete, pruned = optuna.load_study(study_name=run.study_name, storage=run.storage).trials
+    assert complete.state == optuna.trial.TrialState.COMPLETE
+    assert pruned.state == optuna.trial.TrialState.PRUNED
+    # rank 0 reported every validation to the storage, and its prune decision stopped both ranks
+    assert sorted(complete.intermediate_values) == [0, 1, 2]
+    assert pruned.user_attrs["reason"] == f"pruned at epoch {max(pruned.intermediate_values)}"
+    assert pruned.user_attrs["epochs"] == len(pruned.intermediate_values) < 3
+    # the history and the best epoch came back from rank 0 to the main process
+    assert complete.user_attrs["epochs"] == 3
+    assert complete.value == complete.intermediate_values[complete.user_attrs["best_epoch"]]
+    assert complete.value == max(complete.intermediate_values.values())
+
+    # the published model holds the best epoch's weights: it scores the trial's value on val
+    assert result.published is not None and result.published.trial_number == complete.number
+    model = mlflow.pyfunc.load_model(result.published.model_uri).unwrap_python_model().model
+    val = synthetic_plugins.prepare_sign(synthetic_plugins.SignOptions(n=SIGN["n"]), {}).val
+    x, y = torch.as_tensor(np.stack(val.xs)), torch.as_tensor(val.ys)
+    with torch.no_grad():
+        accuracy = (model(x, None).argmax(-1) == y).float().mean().item()
+    assert accuracy == pytest.approx(complete.value)
+    assert result.published.test_score > 0.7
+
+    assert not multiprocessing.active_children()
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "automl_rnn_rank0_*"))) == leftovers
+
+
+@pytest.mark.parametrize("overrides", [
+    ("trainer.devices=2", "trainer.strategy=ddp"),
+    ("trainer.devices=2", "trainer.strategy=ddp_find_unused_parameters_true"),
+    ("trainer.devices=2",),  # strategy auto: Lightning would choose ddp
+    ("trainer.devices=[0,1]", "trainer.accelerator=gpu"),
+])
+def test_strategies_that_re_run_the_command_are_rejected_with_the_fix(overrides):
+    with pytest.raises(ConfigError) as raised:
+        make_run(*overrides)
+    (problem,) = raised.value.problems
+    assert problem.startswith("trainer.strategy=") and "re-running the whole command" in problem
+    assert "trainer.strategy=ddp_spawn" in problem
+
+
+def test_single_device_and_spawning_strategies_validate():
+    assert make_run("trainer=cpu_ddp")[0].trainer.strategy == "ddp_spawn"
+    assert make_run("trainer.devices=2", "trainer.strategy=ddp_fork")[0].trainer.devices == 2
+    assert make_run("trainer.devices=1", "trainer.strategy=auto")[0].trainer.strategy == "auto"
+
+
+def _raised_in_training_process(line: str) -> ProcessRaisedException:
+    """What torch raises in the main process when a spawned training process fails."""
+    trace = ("\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call last):\n"
+             '  File "module.py", line 57, in training_step\n    raise ...\n' + line + "\n")
+    return ProcessRaisedException(trace, 1, 4242)
+
+
+@pytest.mark.parametrize(("line", "pruned"), [
+    ("automl_rnn.engine.failures.NonFiniteLossError: training loss became nan at epoch 2, batch 0", True),
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 80.00 GiB", True),
+    ("RuntimeError: broken on purpose", False),
+])
+def test_an_error_in_a_training_process_ends_the_trial_like_the_same_error_in_process(line, pruned):
+    study = optuna.create_study()
+    trial = study.ask()
+    error = _raised_in_training_process(line)
+    ending = end_trial(trial, error)
+    assert isinstance(ending, optuna.TrialPruned) is pruned
+    assert trial.user_attrs["reason"] == f"{line} (in training process 1)"
