@@ -14,7 +14,7 @@ import socket
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
@@ -51,16 +51,19 @@ SAMPLER_CLASSES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
 }
 
 
+def sampler_from(name: str, options: Mapping[str, Any], seed: int | None) -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` (tpe, random, cmaes, gp) with its ``options``, seeded by ``seed``."""
+    return SAMPLER_CLASSES[name](seed=seed, **options)
+
+
 def make_sampler(run: RunConfig, offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The ``sampler`` config group's sampler (tpe, random, cmaes, gp), seeded by ``seed + offset``."""
-    options = {k: v for k, v in run.sampler.items() if k != "name"}
-    return SAMPLER_CLASSES[run.sampler["name"]](seed=run.seed + offset, **options)
+    """The ``sampler`` config group's sampler, seeded by ``seed + offset``."""
+    return sampler_from(run.sampler["name"], {k: v for k, v in run.sampler.items() if k != "name"},
+                        run.seed + offset)
 
 
-def make_pruner(run: RunConfig) -> optuna.pruners.BasePruner:
-    """The ``pruner`` config group's pruner; epochs are its steps (resources)."""
-    options = {k: v for k, v in run.pruner.items() if k != "name"}
-    name = run.pruner["name"]
+def pruner_from(name: str, options: Mapping[str, Any]) -> optuna.pruners.BasePruner:
+    """The pruner ``name`` (none, median, percentile, successive_halving, hyperband) with its ``options``."""
     if name == "median":
         return optuna.pruners.MedianPruner(**options)
     if name == "percentile":
@@ -68,8 +71,16 @@ def make_pruner(run: RunConfig) -> optuna.pruners.BasePruner:
     if name == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(**options)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(max_resource=run.search.max_epochs, **options)
+        return optuna.pruners.HyperbandPruner(**options)
     return optuna.pruners.NopPruner()
+
+
+def make_pruner(run: RunConfig) -> optuna.pruners.BasePruner:
+    """The ``pruner`` config group's pruner; epochs are its steps (resources)."""
+    options = {k: v for k, v in run.pruner.items() if k != "name"}
+    if run.pruner["name"] == "hyperband":
+        options["max_resource"] = run.search.max_epochs
+    return pruner_from(run.pruner["name"], options)
 
 
 class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
