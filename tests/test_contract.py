@@ -17,9 +17,11 @@ from automl_rnn.testing import (
     check_causal_flag,
     check_metric_declared,
     check_output_shape,
+    check_picklable,
     check_space,
     check_splits,
     check_task,
+    check_task_picklable,
     check_time_order,
     check_variable_length,
     registered_architectures,
@@ -121,3 +123,22 @@ def test_the_kit_catches_a_forecaster_that_trains_on_the_future():
     swapped = dataclasses.replace(data, train=data.test, test=data.train)
     with pytest.raises(AssertionError, match="reads the future"):
         check_time_order(airline, swapped)
+
+
+def test_the_kit_catches_a_model_that_multi_device_trials_cannot_pickle():
+    def build_local(input_size: int, params):
+        from torch import nn
+
+        class Local(nn.GRU):
+            output_size = 4
+
+            def forward(self, x, lengths=None):
+                return super().forward(x)[0]
+
+        return Local(input_size, 4, batch_first=True)
+
+    with pytest.raises(AssertionError, match="the backbone does not pickle .*Define module classes"):
+        check_picklable(Architecture("local", "", True, build_local))
+    unpicklable_loss = dataclasses.replace(SIGN, loss=lambda prediction, target: (prediction - target).mean())
+    with pytest.raises(AssertionError, match="task 'sign': its loss does not pickle"):
+        check_task_picklable(SIGN_TASK, unpicklable_loss)

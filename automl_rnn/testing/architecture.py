@@ -7,6 +7,7 @@ Every check builds small backbones on CPU and takes seconds. A failed check rais
 from __future__ import annotations
 
 import functools
+import pickle
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -271,6 +272,29 @@ def check_learns_tiny_task(
     return accuracy
 
 
+PICKLE_HINT = (
+    "multi-device trials (trainer.strategy=ddp_spawn) pickle each trial's model into the processes "
+    "that train it. Define module classes and functions at module level; a class defined inside a "
+    "function must get a module-level name (set its __module__ and __qualname__ and return it from "
+    "the module's __getattr__, as automl_rnn_plugins.tasks.airline does)")
+
+
+@one_thread
+def check_picklable(arch: Architecture, input_size: int = 3) -> None:
+    """A built backbone survives a pickle round trip and its copy computes the same outputs."""
+    backbone = build(arch, input_size, small_params(arch)).eval()
+    try:
+        copy = pickle.loads(pickle.dumps(backbone))
+    except Exception as error:
+        raise AssertionError(f"architecture {arch.name!r}: the backbone does not pickle "
+                             f"({type(error).__name__}: {error}); {PICKLE_HINT}") from error
+    x = torch.randn(2, 7, input_size)
+    with torch.no_grad():
+        assert torch.allclose(run(arch, backbone, x, None), run(arch, copy.eval(), x, None), **TOLERANCE), (
+            f"architecture {arch.name!r}: the unpickled backbone computes different outputs; keep every "
+            f"tensor it uses in parameters or buffers")
+
+
 @one_thread
 def check_architecture(
     arch: Architecture, *, input_size: int = 3, learn: bool = True
@@ -284,6 +308,7 @@ def check_architecture(
     check_variable_length(arch, input_size)
     check_causal_flag(arch, input_size)
     check_determinism(arch, input_size)
+    check_picklable(arch, input_size)
     smallest, largest = check_extremes_train(arch, input_size)
     accuracy = check_learns_tiny_task(arch) if learn else None
     return ArchitectureReport(arch.name, smallest, largest, accuracy, time.perf_counter() - started)

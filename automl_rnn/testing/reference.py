@@ -4,25 +4,27 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from torch import nn
+
 from automl_rnn.types import Architecture, Backbone
 
 
-def build_reference(input_size: int, params: Mapping[str, Any]) -> Backbone:
+class ReferenceGRU(nn.Module):
     """A one-direction GRU backbone; padding only follows the valid steps, so it is harmless."""
-    from torch import nn
 
-    class ReferenceGRU(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.output_size = int(params["hidden_size"])
-            self.rnn = nn.GRU(input_size, self.output_size,
-                              num_layers=int(params["num_layers"]), batch_first=True)
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        self.output_size = hidden_size
+        self.rnn = nn.GRU(input_size, hidden_size, num_layers=num_layers, batch_first=True)
 
-        def forward(self, x, lengths=None):
-            """(B, T, D) -> (B, T, H); causal, so padding at the end never reaches a valid step."""
-            return self.rnn(x)[0]
+    def forward(self, x, lengths=None):
+        """(B, T, D) -> (B, T, H); causal, so padding at the end never reaches a valid step."""
+        return self.rnn(x)[0]
 
-    return ReferenceGRU()
+
+def build_reference(input_size: int, params: Mapping[str, Any]) -> Backbone:
+    """The kit's ``ReferenceGRU`` with the trial's ``hidden_size`` and ``num_layers``."""
+    return ReferenceGRU(input_size, int(params["hidden_size"]), int(params["num_layers"]))
 
 
 REFERENCE_ARCH = Architecture(

@@ -7,6 +7,7 @@ folder) a micro study. Checks look at small slices, so large datasets stay fast.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -127,6 +128,26 @@ def check_head_shapes(task: Task, data: TaskData, arch: Architecture = REFERENCE
 
 
 @one_thread
+def check_task_picklable(task: Task, data: TaskData) -> None:
+    """The datasets, the loss and a model built around a picklable backbone survive pickling.
+
+    Multi-device trials (``trainer.strategy=ddp_spawn``) pickle them into the processes that
+    train; ``metrics``, ``build_model`` and ``decode`` stay in the main process.
+    """
+    from automl_rnn.testing.architecture import PICKLE_HINT
+    from automl_rnn.testing.reference import ReferenceGRU
+
+    parts = {"train": data.train, "val": data.val, "loss": data.loss,
+             "model": data.build_model(ReferenceGRU(data.input_size, 4, 1))}
+    for name, part in parts.items():
+        try:
+            pickle.dumps(part)
+        except Exception as error:
+            raise AssertionError(f"task {task.name!r}: its {name} does not pickle "
+                                 f"({type(error).__name__}: {error}); {PICKLE_HINT}") from error
+
+
+@one_thread
 def check_task(
     task: Task,
     options: Any = None,
@@ -163,6 +184,7 @@ def check_task(
     if task.requires_causal:
         check_time_order(task, data)
     check_head_shapes(task, data, arch)
+    check_task_picklable(task, data)
     if workdir is not None:
         check_micro_study(task, options, Path(workdir), arch=arch)
     return data

@@ -154,8 +154,8 @@ def _define_models() -> tuple[type, type]:
             h = _last_steps(self.backbone(x, lengths), lengths, self.length)
             return self.head(h).transpose(1, 2)
 
-    for cls in (LastStepRegressor, RecallClassifier):
-        cls.__module__ = __name__
+    for cls in (LastStepRegressor, RecallClassifier):  # so that pickle finds them by name
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__
     return LastStepRegressor, RecallClassifier
 
 
