@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 import pytest
@@ -125,20 +126,27 @@ def test_the_kit_catches_a_forecaster_that_trains_on_the_future():
         check_time_order(airline, swapped)
 
 
-def test_the_kit_catches_a_model_that_multi_device_trials_cannot_pickle():
-    def build_local(input_size: int, params):
+def test_the_kit_catches_a_model_or_data_that_multi_device_trials_cannot_copy():
+    def build_locked(input_size: int, params):
         from torch import nn
 
-        class Local(nn.GRU):
+        class Locked(nn.GRU):  # a class defined in build is fine; the lock it holds is not
             output_size = 4
+
+            def __init__(self) -> None:
+                super().__init__(input_size, 4, batch_first=True)
+                self.lock = threading.Lock()
 
             def forward(self, x, lengths=None):
                 return super().forward(x)[0]
 
-        return Local(input_size, 4, batch_first=True)
+        return Locked()
 
-    with pytest.raises(AssertionError, match="the backbone does not pickle .*Define module classes"):
-        check_picklable(Architecture("local", "", True, build_local))
-    unpicklable_loss = dataclasses.replace(SIGN, loss=lambda prediction, target: (prediction - target).mean())
-    with pytest.raises(AssertionError, match="task 'sign': its loss does not pickle"):
-        check_task_picklable(SIGN_TASK, unpicklable_loss)
+    check_picklable(gru())
+    with pytest.raises(AssertionError, match="architecture 'locked': the backbone cannot be copied .*_thread.lock"):
+        check_picklable(Architecture("locked", "", True, build_locked))
+    check_task_picklable(SIGN_TASK, dataclasses.replace(SIGN, loss=lambda prediction, target: prediction.mean()))
+    locked = synthetic_plugins.prepare_sign(synthetic_plugins.SignOptions(n=40), {})
+    locked.train.lock = threading.Lock()
+    with pytest.raises(AssertionError, match="task 'sign': its train dataset cannot be copied"):
+        check_task_picklable(SIGN_TASK, locked)

@@ -37,26 +37,36 @@ def make_run(*overrides: str):
     return validate(config, REGISTRY), config
 
 
-@pytest.mark.timeout(400)
+def trial(lr: float, poison: float) -> str:
+    """An enqueued configuration of ``nan_gru``: a GRU whose class is defined inside its
+    ``build`` (so the module must travel by value) and whose loss turns NaN when poisoned."""
+    return (f"{{arch: nan_gru, nan_gru.poison: {poison}, lr: {lr}, hidden_size: 16, num_layers: 1, "
+            f"scheduler: constant, batch_size: 16}}")
+
+
+@pytest.mark.timeout(600)
 def test_a_study_of_ddp_spawn_trials_prunes_and_publishes_the_best_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     leftovers = set(glob.glob(os.path.join(tempfile.gettempdir(), "automl_rnn_rank0_*")))
-    good = "{arch: gru, lr: 0.02, hidden_size: 16, num_layers: 1, scheduler: constant, batch_size: 16}"
-    hopeless = "{arch: gru, lr: 1.0e-06, hidden_size: 16, num_layers: 1, scheduler: constant, batch_size: 16}"
-    run, config = make_run("trainer=cpu_ddp", "search.n_trials=2", "search.max_epochs=3", "search.patience=0",
-                           "search.archs=[gru]", "pruner=median", "pruner.n_startup_trials=1",
-                           "pruner.n_warmup_steps=0", f"search.enqueue=[{good},{hopeless}]")
+    run, config = make_run("trainer=cpu_ddp", "search.n_trials=3", "search.max_epochs=3", "search.patience=0",
+                           "search.archs=[nan_gru]", "pruner=median", "pruner.n_startup_trials=1",
+                           "pruner.n_warmup_steps=0",
+                           f"search.enqueue=[{trial(0.02, 0.0)},{trial(1e-6, 0.0)},{trial(0.02, 0.9)}]")
     assert (run.trainer.devices, run.trainer.strategy) == (2, "ddp_spawn")
 
     result = run_search(run, REGISTRY, config)
 
-    complete, pruned = optuna.load_study(study_name=run.study_name, storage=run.storage).trials
+    complete, pruned, poisoned = optuna.load_study(study_name=run.study_name, storage=run.storage).trials
     assert complete.state == optuna.trial.TrialState.COMPLETE
     assert pruned.state == optuna.trial.TrialState.PRUNED
     # rank 0 reported every validation to the storage, and its prune decision stopped both ranks
     assert sorted(complete.intermediate_values) == [0, 1, 2]
     assert pruned.user_attrs["reason"] == f"pruned at epoch {max(pruned.intermediate_values)}"
     assert pruned.user_attrs["epochs"] == len(pruned.intermediate_values) < 3
+    # a NaN loss in a training process prunes the trial, with that process's own error as reason
+    assert poisoned.state == optuna.trial.TrialState.PRUNED
+    assert "NonFiniteLossError: training loss became nan" in poisoned.user_attrs["reason"]
+    assert "(in training process " in poisoned.user_attrs["reason"]
     # the history and the best epoch came back from rank 0 to the main process
     assert complete.user_attrs["epochs"] == 3
     assert complete.value == complete.intermediate_values[complete.user_attrs["best_epoch"]]

@@ -6,8 +6,10 @@ It trains and evaluates; it knows nothing of Optuna or MLflow.
 from __future__ import annotations
 
 import math
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable, Mapping
 
+import cloudpickle
 import lightning.pytorch as L
 import torch
 from torch import nn
@@ -105,6 +107,17 @@ class SequenceModule(L.LightningModule):
             return {"optimizer": optimizer,
                     "lr_scheduler": {"scheduler": schedule, "interval": "epoch", "monitor": self.monitor}}
         raise ValueError(f"unknown scheduler {scheduler!r}")
+
+
+def _by_value(module: SequenceModule) -> tuple[Callable[[bytes], SequenceModule], tuple[bytes]]:
+    return cloudpickle.loads, (cloudpickle.dumps(module),)
+
+
+# Multi-device trials (ddp_spawn) pickle the module into the processes that train it. Plugins
+# often define their model classes inside ``build`` (so that torch is imported only then) and
+# tasks may use lambdas as losses; standard pickling refers to classes and functions by name
+# and fails on those, so the module travels by value (cloudpickle), as MLflow logs models.
+ForkingPickler.register(SequenceModule, _by_value)
 
 
 def _warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:

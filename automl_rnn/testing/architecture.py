@@ -7,12 +7,12 @@ Every check builds small backbones on CPU and takes seconds. A failed check rais
 from __future__ import annotations
 
 import functools
-import pickle
 import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Mapping
 
+import cloudpickle
 import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
@@ -273,25 +273,24 @@ def check_learns_tiny_task(
 
 
 PICKLE_HINT = (
-    "multi-device trials (trainer.strategy=ddp_spawn) pickle each trial's model into the processes "
-    "that train it. Define module classes and functions at module level; a class defined inside a "
-    "function must get a module-level name (set its __module__ and __qualname__ and return it from "
-    "the module's __getattr__, as automl_rnn_plugins.tasks.airline does)")
+    "multi-device trials (trainer.strategy=ddp_spawn) copy each trial's model (with cloudpickle, so "
+    "classes defined inside build are fine) and its datasets (with pickle) into the processes that "
+    "train it; keep no open files, locks, threads or other resources of one process in them")
 
 
 @one_thread
 def check_picklable(arch: Architecture, input_size: int = 3) -> None:
-    """A built backbone survives a pickle round trip and its copy computes the same outputs."""
+    """A built backbone survives a cloudpickle round trip and its copy computes the same outputs."""
     backbone = build(arch, input_size, small_params(arch)).eval()
     try:
-        copy = pickle.loads(pickle.dumps(backbone))
+        copy = cloudpickle.loads(cloudpickle.dumps(backbone))
     except Exception as error:
-        raise AssertionError(f"architecture {arch.name!r}: the backbone does not pickle "
-                             f"({type(error).__name__}: {error}); {PICKLE_HINT}") from error
+        raise AssertionError(f"architecture {arch.name!r}: the backbone cannot be copied to another "
+                             f"process ({type(error).__name__}: {error}); {PICKLE_HINT}") from error
     x = torch.randn(2, 7, input_size)
     with torch.no_grad():
         assert torch.allclose(run(arch, backbone, x, None), run(arch, copy.eval(), x, None), **TOLERANCE), (
-            f"architecture {arch.name!r}: the unpickled backbone computes different outputs; keep every "
+            f"architecture {arch.name!r}: the copied backbone computes different outputs; keep every "
             f"tensor it uses in parameters or buffers")
 
 

@@ -11,6 +11,7 @@ import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
+import cloudpickle
 import numpy as np
 import torch
 
@@ -129,21 +130,22 @@ def check_head_shapes(task: Task, data: TaskData, arch: Architecture = REFERENCE
 
 @one_thread
 def check_task_picklable(task: Task, data: TaskData) -> None:
-    """The datasets, the loss and a model built around a picklable backbone survive pickling.
+    """The train and val datasets pickle; the loss and the model ``build_model`` makes cloudpickle.
 
-    Multi-device trials (``trainer.strategy=ddp_spawn``) pickle them into the processes that
-    train; ``metrics``, ``build_model`` and ``decode`` stay in the main process.
+    Multi-device trials (``trainer.strategy=ddp_spawn``) copy them into the processes that
+    train; ``metrics``, ``decode`` and ``build_model`` itself stay in the main process.
     """
     from automl_rnn.testing.architecture import PICKLE_HINT
     from automl_rnn.testing.reference import ReferenceGRU
 
-    parts = {"train": data.train, "val": data.val, "loss": data.loss,
-             "model": data.build_model(ReferenceGRU(data.input_size, 4, 1))}
-    for name, part in parts.items():
+    parts = {"train dataset": (data.train, pickle.dumps), "val dataset": (data.val, pickle.dumps),
+             "loss": (data.loss, cloudpickle.dumps),
+             "model": (data.build_model(ReferenceGRU(data.input_size, 4, 1)), cloudpickle.dumps)}
+    for name, (part, dumps) in parts.items():
         try:
-            pickle.dumps(part)
+            dumps(part)
         except Exception as error:
-            raise AssertionError(f"task {task.name!r}: its {name} does not pickle "
+            raise AssertionError(f"task {task.name!r}: its {name} cannot be copied to another process "
                                  f"({type(error).__name__}: {error}); {PICKLE_HINT}") from error
 
 
