@@ -48,7 +48,9 @@ def trial(lr: float, poison: float) -> str:
 def test_a_study_of_ddp_spawn_trials_prunes_and_publishes_the_best_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     leftovers = set(glob.glob(os.path.join(tempfile.gettempdir(), "automl_rnn_rank0_*")))
-    run, config = make_run("trainer=cpu_ddp", "search.n_trials=3", "search.max_epochs=3", "search.patience=0",
+    # absolute URIs: MLflow caches stores by URI, and a relative one would outlive this test
+    run, config = make_run(f"storage=sqlite:///{tmp_path / 'automl_rnn.db'}",
+                           f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "trainer=cpu_ddp", "search.n_trials=3", "search.max_epochs=3", "search.patience=0",
                            "search.archs=[nan_gru]", "pruner=median", "pruner.n_startup_trials=1",
                            "pruner.n_warmup_steps=0",
                            f"search.enqueue=[{trial(0.02, 0.0)},{trial(1e-6, 0.0)},{trial(0.02, 0.9)}]")
