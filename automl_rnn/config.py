@@ -248,6 +248,7 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
         problems.append("storage: give an Optuna storage URL, e.g. sqlite:///automl_rnn.db")
     else:
         _check_workers(search, storage, problems)
+        _check_spawned_storage(trainer, storage, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -307,6 +308,22 @@ def _check_trainer(trainer: TrainerConfig, problems: list[str]) -> None:
             f"every trial. Use trainer.strategy=ddp_spawn (or trainer=cpu_ddp for two CPU processes), "
             f"which starts the processes of each trial from inside the study."
         )
+
+
+def _check_spawned_storage(trainer: TrainerConfig, storage: str, problems: list[str]) -> None:
+    """Spawned training processes reach the study through its URL: it cannot be in memory."""
+    from sqlalchemy.exc import ArgumentError
+
+    from automl_rnn.storage_url import is_in_memory
+
+    try:
+        in_memory = is_in_memory(storage)
+    except ArgumentError:  # reported by _check_workers
+        return
+    if in_memory and str(trainer.strategy).startswith(SPAWNING_STRATEGIES) and _several_devices(trainer.devices):
+        problems.append(f"trainer.strategy={trainer.strategy} with storage={storage!r}: rank 0 of each trial "
+                        f"reports to the study from a process of its own, which cannot see an in-memory "
+                        f"study; use a file, e.g. storage=sqlite:///automl_rnn.db")
 
 
 def _default_study_name(task_name: str, options: Any) -> str:

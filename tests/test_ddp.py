@@ -102,6 +102,11 @@ def test_strategies_that_re_run_the_command_are_rejected_with_the_fix(overrides)
     assert "trainer.strategy=ddp_spawn" in problem
 
 
+def test_spawned_trials_need_a_storage_other_processes_can_reach():
+    with pytest.raises(ConfigError, match="cannot see an in-memory study"):
+        make_run("trainer=cpu_ddp", "storage=sqlite:///:memory:")
+
+
 def test_single_device_and_spawning_strategies_validate():
     assert make_run("trainer=cpu_ddp")[0].trainer.strategy == "ddp_spawn"
     assert make_run("trainer.devices=2", "trainer.strategy=ddp_fork")[0].trainer.devices == 2

@@ -210,7 +210,12 @@ class OptunaPruning(Callback):
             if self.storage is None:
                 raise RuntimeError("pruning a trial that trains in other processes needs the study's "
                                    "storage URL; an in-memory study cannot be reached from them")
-            study = optuna.load_study(study_name=self._study_name, storage=self.storage,
+            from automl_rnn.engine.study import SQLITE_TIMEOUT
+            from automl_rnn.storage_url import sqlite_path
+
+            engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}} if sqlite_path(self.storage) else None
+            storage = optuna.storages.RDBStorage(self.storage, engine_kwargs=engine_kwargs)
+            study = optuna.load_study(study_name=self._study_name, storage=storage,
                                       sampler=optuna.samplers.RandomSampler(), pruner=self._pruner)
             self.trial, self._owner_pid = optuna.Trial(study, self._trial_id), os.getpid()
         return self.trial
