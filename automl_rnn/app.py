@@ -33,14 +33,18 @@ def search_app(cfg: DictConfig) -> float | None:
 
     config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     registry = get_registry()
+    from automl_rnn.cli import fail
+
     try:
         run = validate(config, registry)
     except UserError as error:
-        from automl_rnn.cli import fail
-
         fail(str(error))
     _announce_dropped(run)
-    return run_search(run, registry, config).best_value
+    try:
+        return run_search(run, registry, config).best_value
+    except UserError as error:
+        fail(str(error))
+    return None
 
 
 def show_best(args: list[str]) -> None:
@@ -49,7 +53,8 @@ def show_best(args: list[str]) -> None:
     import optuna
 
     from automl_rnn.compose import compose_job, normalise_overrides, store_plugin_task_configs
-    from automl_rnn.display import key_value_table, state_counts, trials_table
+    from automl_rnn.display import key_value_table, pareto_table, state_counts, trials_table
+    from automl_rnn.engine.choice import choose_best, is_multi_objective, objective_names
     from automl_rnn.errors import ConfigError
     from automl_rnn.tracking.mlflow import champion_score
 
@@ -75,12 +80,17 @@ def show_best(args: list[str]) -> None:
     for t in reasons[-3:]:
         rows[f"trial {t.number} {t.state.name.lower()}"] = t.user_attrs["reason"][:200]
     try:
-        best = study.best_trial
+        best = choose_best(study)
     except ValueError:
         console.print(key_value_table("Best trial", rows))
         raise UserError(f"study {run.study_name!r} has no completed trial yet.") from None
-    rows["best trial"] = best.number
-    rows[f"val {run.task.metric}"] = best.value
+    if is_multi_objective(study):
+        console.print(pareto_table(study.best_trials, objective_names(study, run.task.metric), run.task.direction,
+                                   chosen=best.number))
+        rows["best trial"] = f"{best.number} (Pareto front: the best on {run.task.metric})"
+    else:
+        rows["best trial"] = best.number
+    rows[f"val {run.task.metric}"] = best.values[0]
     for key, value in best.user_attrs.get("params", best.params).items():
         rows[f"  {key}"] = value
     client = mlflow.MlflowClient(tracking_uri=run.tracking.uri)

@@ -38,9 +38,12 @@ HYDRA_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i
 
 def fail(message: str, code: int = 2) -> None:
     """Print a user-facing error as one paragraph and exit (no traceback)."""
+    from rich.markup import escape
+
     from automl_rnn.display import console
 
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # escaped: messages quote overrides such as search.archs=[lstm,gru], which rich would take as markup
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise SystemExit(code)
 
 

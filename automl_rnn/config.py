@@ -29,7 +29,15 @@ SAMPLERS = {
     "random": set(),
     "cmaes": {"n_startup_trials", "sigma0", "restart_strategy", "popsize", "with_margin"},
     "gp": {"n_startup_trials", "deterministic_objective"},
+    "nsga2": {"population_size", "mutation_prob", "crossover_prob", "swapping_prob"},
 }
+SINGLE_OBJECTIVE_SAMPLERS = {"cmaes"}
+"""Samplers that Optuna runs on single-objective studies only."""
+EXTRA_OBJECTIVES = {
+    "params": "trainable parameter count",
+    "latency": "mean inference milliseconds of a validation batch, measured after training",
+}
+"""Objectives that can follow the task's metric in ``search.objectives``; all are minimised."""
 PRUNERS = {
     "none": set(),
     "median": {"n_startup_trials", "n_warmup_steps"},
@@ -63,6 +71,7 @@ class SearchConfig:
     ensemble_members: str = "seeds"
     n_workers: int = 1
     heartbeat_interval: int = 10
+    objectives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,26 @@ class RunConfig:
     def refit(self) -> bool:
         """Whether the chosen configuration is retrained on train + val before the test."""
         return self.task.refit if self.search.refit is None else bool(self.search.refit)
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """The study's objectives: the task's metric first, then ``search.objectives``' others."""
+        return self.search.objectives or (self.task.metric,)
+
+    @property
+    def directions(self) -> list[str]:
+        """The Optuna direction of each objective: the task's for its metric, the others minimised."""
+        return [self.task.direction] + ["minimize"] * (len(self.objectives) - 1)
+
+    @property
+    def multi_objective(self) -> bool:
+        """More than one objective: the study has a Pareto front and runs without pruning."""
+        return len(self.objectives) > 1
+
+    @property
+    def pruner_name(self) -> str:
+        """The pruner that runs: ``none`` for a multi-objective study (Optuna cannot prune one)."""
+        return "none" if self.multi_objective else self.pruner["name"]
 
     @property
     def experiment_name(self) -> str:
@@ -183,6 +212,8 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
     search_values = dict(cfg.get("search") or {})
     search_values["archs"] = tuple(search_values.get("archs") or ())
     search_values["enqueue"] = tuple(search_values.get("enqueue") or ())
+    objectives = search_values.get("objectives") or ()
+    search_values["objectives"] = (objectives,) if isinstance(objectives, str) else tuple(objectives)
     search = _dataclass_from(SearchConfig, "search", search_values, problems)
     _positive_int("search", "n_trials", search.n_trials, problems)
     _positive_int("search", "max_epochs", search.max_epochs, problems)
@@ -232,6 +263,9 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
         problems.append(f"sampler={sampler.get('name')!r}: choose one of {', '.join(SAMPLERS)}")
     else:
         _check_keys("sampler", {k: v for k, v in sampler.items() if k != "name"}, SAMPLERS[sampler["name"]], problems)
+        if "population_size" in sampler:
+            _positive_int("sampler", "population_size", sampler["population_size"], problems, minimum=2)
+    _check_objectives(search.objectives, task, sampler.get("name"), problems)
     pruner = dict(cfg.get("pruner") or {})
     if pruner.get("name") not in PRUNERS:
         problems.append(f"pruner={pruner.get('name')!r}: choose one of {', '.join(PRUNERS)}")
@@ -324,6 +358,27 @@ def _check_spawned_storage(trainer: TrainerConfig, storage: str, problems: list[
         problems.append(f"trainer.strategy={trainer.strategy} with storage={storage!r}: rank 0 of each trial "
                         f"reports to the study from a process of its own, which cannot see an in-memory "
                         f"study; use a file, e.g. storage=sqlite:///automl_rnn.db")
+
+
+def _check_objectives(objectives: tuple[str, ...], task: Task | None, sampler: Any, problems: list[str]) -> None:
+    """The task's metric first, then distinct names of ``EXTRA_OBJECTIVES``; a sampler that can take them."""
+    if not objectives or task is None:
+        return
+    allowed = {task.metric: f"the task's metric, {task.direction}d", **EXTRA_OBJECTIVES}
+    listing = "; ".join(f"{name} ({what})" for name, what in allowed.items())
+    for name in objectives:
+        if name not in allowed:
+            problems.append(f"search.objectives: {name!r} is not an objective{_suggest(name, allowed)}; "
+                            f"allowed: {listing}")
+    if objectives[0] != task.metric:
+        problems.append(f"search.objectives={list(objectives)}: the first objective must be the task's metric "
+                        f"{task.metric!r}, e.g. search.objectives=[{task.metric},params]")
+    duplicates = sorted({name for name in objectives if objectives.count(name) > 1})
+    if duplicates:
+        problems.append(f"search.objectives: {', '.join(duplicates)} named more than once")
+    if len(objectives) > 1 and sampler in SINGLE_OBJECTIVE_SAMPLERS:
+        problems.append(f"sampler={sampler}: Optuna's {sampler} sampler takes one objective only, and "
+                        f"search.objectives names {len(objectives)}; use sampler=nsga2 (or tpe, random, gp)")
 
 
 def _default_study_name(task_name: str, options: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -130,3 +131,67 @@ def test_light_commands_do_not_import_heavy_libraries(args, forbidden):
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def dominates(a: list[float], b: list[float], directions) -> bool:
+    """``a`` is at least as good as ``b`` on every objective and better on one."""
+    signs = [1.0 if d == optuna.study.StudyDirection.MINIMIZE else -1.0 for d in directions]
+    pairs = [(s * x, s * y) for s, x, y in zip(signs, a, b)]
+    return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
+
+
+def test_multi_objective_study_prints_and_logs_a_non_dominated_pareto_front(tmp_path):
+    result = automl_rnn("search", "task=adding", "task.T=8", "task.n_train=64", "task.n_val=64", "task.n_test=32",
+                        "search.n_trials=5", "search.archs=[gru]", "search.max_epochs=2",
+                        "search.space.hidden_size.low=2", "search.space.hidden_size.high=24",
+                        "search.objectives=[mse,params,latency]", "sampler=nsga2", "sampler.population_size=2",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    err = " ".join(result.stderr.split())
+    assert "pruner=median is not used: Optuna cannot prune a multi-objective study" in err
+    assert "Pareto front (" in err and "latency ms" in err and "Search summary" in err
+
+    study = optuna.load_study(study_name="adding", storage=f"sqlite:///{tmp_path / 'automl_rnn.db'}")
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE", "MINIMIZE"]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 5 and all(not t.intermediate_values for t in complete)  # nothing reported: no pruning
+    assert all(t.values[1] == t.user_attrs["n_params"] and t.values[2] > 0 for t in complete)
+    front = {t.number for t in study.best_trials}
+    # the front: no member dominated by any trial, every other trial dominated by a member
+    for t in complete:
+        dominated = any(dominates(o.values, t.values, study.directions) for o in complete)
+        assert dominated == (t.number not in front)
+
+    use_stores(tmp_path)
+    client = mlflow.MlflowClient()
+    (parent,) = mlflow.search_runs(experiment_names=["adding"], output_format="list",
+                                   filter_string="tags.`automl_rnn.role` = 'study'")
+    logged = json.loads(mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/pareto_front.json"))
+    assert {entry["trial"] for entry in logged} == front
+    assert parent.data.metrics["pareto_front_size"] == len(front) == int(parent.data.tags["pareto_front_size"])
+    assert all(set(entry["values"]) == {"mse", "params", "latency"} for entry in logged)
+    # the published model is the Pareto trial best on the task's metric
+    chosen = min(study.best_trials, key=lambda t: (t.values[0], t.user_attrs["val_loss"], t.number))
+    assert [e["trial"] for e in logged if e["published"]] == [chosen.number]
+    assert client.get_model_version_by_alias("adding", "champion").tags["trial"] == str(chosen.number)
+
+    best = automl_rnn("best", "task=adding", cwd=tmp_path)
+    assert best.returncode == 0, best.stderr
+    assert "Pareto front (" in best.stderr and f"{chosen.number} (Pareto front: the best on mse)" in " ".join(
+        best.stderr.split())
+
+
+def test_bad_objectives_are_config_errors(tmp_path):
+    result = automl_rnn("search", "task=gunpoint", "search.objectives=[params,latncy,params]", "sampler=cmaes",
+                        cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    err = " ".join(result.stderr.split())
+    for expected in ("search.objectives: 'latncy' is not an objective (did you mean 'latency'?); allowed: "
+                     "accuracy (the task's metric, maximized); params (trainable parameter count); latency",
+                     "the first objective must be the task's metric 'accuracy', e.g. "
+                     "search.objectives=[accuracy,params]",
+                     "search.objectives: params named more than once",
+                     "sampler=cmaes: Optuna's cmaes sampler takes one objective only"):
+        assert expected in err
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "automl_rnn.db").exists()

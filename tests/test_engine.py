@@ -11,8 +11,9 @@ import synthetic_plugins
 from automl_rnn.compose import compose_job, normalise_overrides
 from automl_rnn.config import validate
 from automl_rnn.engine.ensemble import EnsembleModel
-from automl_rnn.engine.finalize import ranked_by_validation
+from automl_rnn.engine.choice import ranked_by_validation
 from automl_rnn.engine.search import run_search
+from automl_rnn.errors import UserError
 from automl_rnn.plugins import load_registry
 from automl_rnn.tracking.mlflow import StudyTracker
 
@@ -135,6 +136,7 @@ def test_refit_retrains_the_chosen_config_on_train_and_val_for_its_best_epoch_co
 @pytest.mark.parametrize(("sampler", "expected"), [
     ("tpe", optuna.samplers.TPESampler), ("random", optuna.samplers.RandomSampler),
     ("cmaes", optuna.samplers.CmaEsSampler), ("gp", optuna.samplers.GPSampler),
+    ("nsga2", optuna.samplers.NSGAIISampler),
 ])
 def test_every_sampler_draws_from_the_real_space_and_a_seed_makes_it_reproducible(workdir, sampler, expected):
     from automl_rnn.engine.search import build_space
@@ -226,3 +228,13 @@ def test_ensemble_of_trials_publishes_the_mean_of_the_best_trials_on_validation(
     # each member is its trial's configuration, retrained with the trial's seed
     sizes = [m.backbone.output_size for m in model.members]
     assert sizes == [t.user_attrs["params"]["hidden_size"] for t in ranked[:2]]
+
+
+def test_a_study_resumed_with_other_objectives_is_a_user_error(workdir):
+    common = ("search.n_trials=1", "search.max_epochs=1", "search.archs=[gru]", "search.fixed.hidden_size=8")
+    first, run = search(*common)
+    assert first.n_finished == 1 and not first.pareto_front
+    with pytest.raises(UserError, match=r"already exists with other objectives \(search.objectives=\['accuracy'\]\); this run asks for "
+                                        r"search.objectives=\['accuracy', 'params'\]"):
+        search(*common, "search.objectives=[accuracy,params]")
+    assert len(optuna.load_study(study_name=run.study_name, storage=run.storage).trials) == 1

@@ -15,10 +15,11 @@ from torch.utils.data import DataLoader
 
 from automl_rnn.config import RunConfig
 from automl_rnn.data import collate, concatenate
+from automl_rnn.engine.choice import choose_best, ranked_by_validation
 from automl_rnn.engine.ensemble import EnsembleModel
 from automl_rnn.engine.module import SequenceModule
 from automl_rnn.engine.objective import (
-    BEST_EPOCH_ATTR, EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, VAL_LOSS_ATTR, Candidate, build_candidate, loaders,
+    BEST_EPOCH_ATTR, EVAL_BATCH, PARAMS_ATTR, RUN_ID_ATTR, Candidate, build_candidate, loaders,
     seeded_candidate, train_candidate,
 )
 from automl_rnn.engine.study import EPOCHS_ATTR
@@ -53,22 +54,6 @@ def evaluate_on_test(module, data, run: RunConfig) -> dict[str, float]:
     loader = DataLoader(data.test, batch_size=EVAL_BATCH, collate_fn=collate)
     (results,) = trainer.test(module, loader, verbose=False)
     return {k: float(v) for k, v in results.items()}
-
-
-def ranked_by_validation(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The complete trials, best validation value first; ties go to the lower validation
-    loss, then to the earlier trial.
-
-    Only validation numbers take part: the test split plays no role in the choice.
-    """
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return sorted(complete, key=lambda t: (sign * t.value, t.user_attrs.get(VAL_LOSS_ATTR, math.inf), t.number))
-
-
-def choose_best(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The first of ``ranked_by_validation``: the trial the search chose."""
-    return ranked_by_validation(study)[0]
 
 
 def member_seed(run: RunConfig, trial: optuna.trial.FrozenTrial, k: int) -> int:
@@ -113,7 +98,7 @@ def reevaluate_top(run: RunConfig, registry: Registry, study: optuna.Study, trac
         params = trial.user_attrs[PARAMS_ATTR]
         reruns = {k: train_candidate(run, registry, params, member_seed(run, trial, k))
                   for k in range(1, run.search.reevaluate_seeds)}
-        values = [trial.value] + [c.best_value if c.best_value is not None else math.nan for c in reruns.values()]
+        values = [trial.values[0]] + [c.best_value if c.best_value is not None else math.nan for c in reruns.values()]
         tracker.log_study_metrics({f"reevaluated_mean_{run.task.metric}": float(np.mean(values)),
                                    "reevaluated_seeds": len(values)}, trial.user_attrs[RUN_ID_ATTR])
         values_by_trial[trial.number] = values
@@ -187,6 +172,10 @@ def ensemble_of(modules: list[SequenceModule], data: TaskData) -> SequenceModule
 def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracker: StudyTracker) -> Published:
     """Test the chosen model (see ``final_model``), log it as a pyfunc model, register it.
 
+    The chosen trial is ``choice.choose_best``: the best on the task's metric, from the Pareto
+    front when the study has several objectives (``search.reevaluate_top_k`` re-evaluates the
+    best of the front).
+
     The alias (``tracking.alias``) moves to the new version only when its test score beats
     the current champion's.
     """
@@ -203,7 +192,7 @@ def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracke
     test_metrics = evaluate_on_test(module, data, run)
     score = test_metrics[f"test_{run.task.metric}"]
     tracker.log_study_metrics(test_metrics, run_id)
-    tracker.log_study_metrics({**test_metrics, f"chosen_val_{run.task.metric}": best.value,
+    tracker.log_study_metrics({**test_metrics, f"chosen_val_{run.task.metric}": best.values[0],
                                "best_trial": best.number, "refit_epochs": refit_epochs or 0,
                                "ensemble_size": len(members)})
 

@@ -17,8 +17,10 @@ from torch.utils.data import DataLoader
 
 from automl_rnn.config import RunConfig
 from automl_rnn.data import collate
+from automl_rnn.engine.choice import VAL_LOSS_ATTR, best_first_value
 from automl_rnn.engine.failures import REASON_ATTR, BackboneContractError, end_trial
 from automl_rnn.engine.module import SequenceModule
+from automl_rnn.engine.objectives import OBJECTIVE_ATTRS, objective_values
 from automl_rnn.nn import count_parameters
 from automl_rnn.engine.study import EPOCHS_ATTR
 from automl_rnn.engine.trainer import BestWeights, EpochHistory, OptunaPruning, TimeLimit, build_trainer, fit
@@ -31,8 +33,7 @@ EVAL_BATCH = 256
 PARAMS_ATTR = "params"
 RUN_ID_ATTR = "mlflow_run_id"
 BEST_EPOCH_ATTR = "best_epoch"
-N_PARAMS_ATTR = "n_params"
-VAL_LOSS_ATTR = "val_loss"
+N_PARAMS_ATTR = OBJECTIVE_ATTRS["params"]
 
 
 def monitor_of(run: RunConfig) -> tuple[str, str]:
@@ -121,7 +122,8 @@ def train_candidate(
     monitor, mode = monitor_of(run)
     history, best = EpochHistory(), BestWeights(monitor, mode)
     callbacks: list = [history, best]
-    pruning = OptunaPruning(trial, monitor, run.storage) if trial is not None else None
+    # Optuna cannot prune (or take reports from) multi-objective studies
+    pruning = OptunaPruning(trial, monitor, run.storage) if trial is not None and not run.multi_objective else None
     if pruning is not None:
         callbacks.append(pruning)
     time_limit = TimeLimit(run.search.trial_timeout) if run.search.trial_timeout else None
@@ -145,7 +147,8 @@ def train_candidate(
 class Objective:
     """The Optuna objective: sample, train, report, record in MLflow.
 
-    Returns the best validation value of the trial. The best weights are stored with the
+    Returns the best validation value of the trial; with several ``search.objectives``, the
+    tuple of their values (``objectives.objective_values``). The best weights are stored with the
     trial's MLflow run when the trial is at least as good as the study's best so far, so
     the final evaluation can reload them without retraining.
     """
@@ -153,7 +156,7 @@ class Objective:
     def __init__(self, run: RunConfig, registry: Registry, space: SearchSpace, tracker: StudyTracker) -> None:
         self.run, self.registry, self.space, self.tracker = run, registry, space, tracker
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         params = self.space.sample(trial)
         trial.set_user_attr(PARAMS_ATTR, params)
         run_id = self.tracker.start_trial(trial.number, params)
@@ -171,6 +174,8 @@ class Objective:
                     raise optuna.TrialPruned(trial.user_attrs[REASON_ATTR] + " before any validation")
             if candidate.best_value is None:
                 raise RuntimeError("training produced no validation metric")
+            values = objective_values(self.run, candidate.module, candidate.data, candidate.best_value, trial,
+                                      EVAL_BATCH)
         except BaseException as error:
             ending = end_trial(trial, error)
             state = "PRUNED" if isinstance(ending, optuna.TrialPruned) else "FAIL"
@@ -187,14 +192,16 @@ class Objective:
         self.tracker.end_trial(
             run_id, state="COMPLETE", history=candidate.history,
             summary={f"best_{monitor}": candidate.best_value, "best_epoch": candidate.best_epoch or 0,
-                     "train_seconds": candidate.seconds},
+                     "train_seconds": candidate.seconds,
+                     **{OBJECTIVE_ATTRS[n]: v for n, v in zip(self.run.objectives[1:], values[1:])}},
         )
-        return candidate.best_value
+        return values if self.run.multi_objective else values[0]
 
     def _may_be_chosen(self, study: optuna.Study, value: float) -> bool:
-        """True when the trial is at least as good as the best so far (ties go to val loss)."""
-        try:
-            best = study.best_value
-        except ValueError:  # no completed trial yet
+        """True when the trial is at least as good on the task's metric as the best so far
+        (ties go to val loss); in a multi-objective study the chosen trial is the Pareto trial
+        best on that metric, so the same test holds."""
+        best = best_first_value(study)
+        if best is None:  # no completed trial yet
             return True
         return value >= best if self.run.task.direction == "maximize" else value <= best

@@ -13,7 +13,8 @@ import optuna
 
 from automl_rnn import __version__
 from automl_rnn.config import RunConfig, flat_fixed
-from automl_rnn.display import StudyProgress, console, key_value_table, state_counts, trials_table
+from automl_rnn.display import StudyProgress, console, key_value_table, pareto_table, state_counts, trials_table
+from automl_rnn.engine.choice import check_objectives, choose_best
 from automl_rnn.engine.finalize import Published, publish_best
 from automl_rnn.engine.objective import Objective
 from automl_rnn.engine.study import EpochAccount, epoch_account, finished_trials, open_study, run_trials
@@ -35,6 +36,8 @@ class SearchResult:
     seconds: float
     epochs: EpochAccount
     interrupted: bool = False
+    pareto_front: tuple[int, ...] = ()
+    """Trial numbers of the Pareto front of a multi-objective study (empty for one objective)."""
 
 
 def build_space(run: RunConfig, registry: Registry) -> SearchSpace:
@@ -69,11 +72,17 @@ def run_search(run: RunConfig, registry: Registry, config: Mapping[str, Any]) ->
     quiet_libraries()
     started = time.perf_counter()
     study = open_study(run)
+    check_objectives(study, run.objectives, run.directions)
     resumed = len(study.trials) > 0
     tracker = StudyTracker(run.tracking.uri, run.experiment_name, run.study_name)
     tracker.start_study(config, {"task": run.task.name, "storage": run.storage,
-                                 "sampler": run.sampler["name"], "pruner": run.pruner["name"],
+                                 "sampler": run.sampler["name"], "pruner": run.pruner_name,
+                                 "objectives": ",".join(run.objectives),
                                  "automl_rnn.version": __version__})
+    if run.pruner_name != run.pruner["name"]:
+        console.print(f"[dim]pruner={run.pruner['name']} is not used: Optuna cannot prune a multi-objective "
+                      f"study, so every trial trains until early stopping or search.max_epochs.[/]",
+                      highlight=False)
     if resumed:
         console.print(f"Resuming study [bold]{run.study_name}[/]: {len(finished_trials(study))} "
                       f"of {run.search.n_trials} trials already finished.")
@@ -96,6 +105,9 @@ def run_search(run: RunConfig, registry: Registry, config: Mapping[str, Any]) ->
         console.print(trials_table(trials, run.task.metric, run.task.direction))
     if completed and not interrupted:
         published = publish_best(run, registry, study, tracker)
+    front: tuple[int, ...] = ()
+    if completed and run.multi_objective:
+        front = log_pareto_front(run, study, tracker, published.trial_number if published else None)
     seconds = time.perf_counter() - started
     epochs = epoch_account(trials)
     tracker.log_study_metrics({"n_" + k.lower(): v for k, v in states.items()}
@@ -103,9 +115,25 @@ def run_search(run: RunConfig, registry: Registry, config: Mapping[str, Any]) ->
                                  "epochs_saved_by_pruning": epochs.saved})
     tracker.end_study("KILLED" if interrupted else "FINISHED")
     result = SearchResult(run.study_name, len(finished_trials(study)), states,
-                          study.best_value if completed else None, published, seconds, epochs, interrupted)
+                          choose_best(study).values[0] if completed else None, published, seconds, epochs,
+                          interrupted, front)
     show_result(run, result)
     return result
+
+
+def log_pareto_front(run: RunConfig, study: optuna.Study, tracker: StudyTracker,
+                     published: int | None) -> tuple[int, ...]:
+    """Print the Pareto front (``study.best_trials``) and log it on the study's parent run;
+    return its trial numbers."""
+    front = sorted(study.best_trials, key=lambda t: t.number)
+    table = pareto_table(front, run.objectives, run.task.direction, chosen=published)
+    console.print(table)
+    tracker.log_pareto_front([
+        {"trial": t.number, "values": dict(zip(run.objectives, t.values)), "params": t.user_attrs.get("params", t.params),
+         "mlflow_run_id": t.user_attrs.get("mlflow_run_id"), "published": t.number == published}
+        for t in front
+    ])
+    return tuple(t.number for t in front)
 
 
 def show_result(run: RunConfig, result: SearchResult) -> None:
@@ -119,6 +147,9 @@ def show_result(run: RunConfig, result: SearchResult) -> None:
     if result.published is not None:
         p = result.published
         rows[f"best val {run.task.metric}"] = result.best_value
+        if result.pareto_front:
+            rows["Pareto front"] = (f"{len(result.pareto_front)} trials on {', '.join(run.objectives)}; "
+                                    f"published: the best on {run.task.metric}")
         rows[f"test {run.task.metric} (trial {p.trial_number})"] = p.test_score
         for number, values in p.reevaluation.items():
             rows[f"trial {number} over {len(values)} seeds"] = (

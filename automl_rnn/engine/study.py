@@ -48,11 +48,12 @@ SAMPLER_CLASSES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     # categorical ones (family, optimizer, schedule) are drawn by their independent sampler.
     "cmaes": lambda **options: optuna.samplers.CmaEsSampler(warn_independent_sampling=False, **options),
     "gp": lambda **options: optuna.samplers.GPSampler(warn_independent_sampling=False, **options),
+    "nsga2": optuna.samplers.NSGAIISampler,
 }
 
 
 def sampler_from(name: str, options: Mapping[str, Any], seed: int | None) -> optuna.samplers.BaseSampler:
-    """The sampler ``name`` (tpe, random, cmaes, gp) with its ``options``, seeded by ``seed``."""
+    """The sampler ``name`` (tpe, random, cmaes, gp, nsga2) with its ``options``, seeded by ``seed``."""
     return SAMPLER_CLASSES[name](seed=seed, **options)
 
 
@@ -76,11 +77,12 @@ def pruner_from(name: str, options: Mapping[str, Any]) -> optuna.pruners.BasePru
 
 
 def make_pruner(run: RunConfig) -> optuna.pruners.BasePruner:
-    """The ``pruner`` config group's pruner; epochs are its steps (resources)."""
+    """The ``pruner`` config group's pruner; epochs are its steps (resources). None for a
+    multi-objective study (``RunConfig.pruner_name``)."""
     options = {k: v for k, v in run.pruner.items() if k != "name"}
-    if run.pruner["name"] == "hyperband":
+    if run.pruner_name == "hyperband":
         options["max_resource"] = run.search.max_epochs
-    return pruner_from(run.pruner["name"], options)
+    return pruner_from(run.pruner_name, options)
 
 
 class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
@@ -145,7 +147,7 @@ def open_study(run: RunConfig) -> optuna.Study:
         storage=make_storage(run),
         sampler=make_sampler(run),
         pruner=make_pruner(run),
-        direction=run.task.direction,
+        directions=run.directions,
         load_if_exists=True,
     )
 

@@ -148,6 +148,13 @@ class StudyTracker:
         if batch:
             self.client.log_batch(target, metrics=batch)
 
+    def log_pareto_front(self, front: list[Mapping[str, Any]]) -> None:
+        """Log a multi-objective study's Pareto front on the parent run: ``pareto_front.json``
+        (one entry per trial), the metric and tag ``pareto_front_size``."""
+        self.client.log_text(self.parent_run_id, json.dumps(front, indent=2, default=str), "pareto_front.json")
+        self.log_study_metrics({"pareto_front_size": len(front)})
+        self.client.set_tag(self.parent_run_id, "pareto_front_size", str(len(front)))
+
     def end_study(self, status: str = "FINISHED") -> None:
         """Close the parent run (FINISHED, KILLED on interrupt, FAILED on error)."""
         if self.parent_run_id:
