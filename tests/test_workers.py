@@ -191,15 +191,15 @@ def postgres_url():
     if binaries is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
     folder = tempfile.mkdtemp(prefix="automl_rnn_pg_")
-    as_owner: list[str] = []
+    owner: dict[str, str] = {}
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
-        as_owner = ["runuser", "-u", "postgres", "--"]
+        owner = {"user": "postgres", "group": "postgres"}  # subprocess switches user in the child
     port = free_port()
     data = f"{folder}/data"
 
     def pg(*args: str) -> None:
-        subprocess.run([*as_owner, *args], check=True, capture_output=True, timeout=120)
+        subprocess.run(args, check=True, capture_output=True, timeout=120, cwd=folder, **owner)
 
     pg(str(binaries / "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale")
     pg(str(binaries / "pg_ctl"), "-D", data, "-l", f"{folder}/server.log", "-w", "-t", "60", "-o",
