@@ -10,7 +10,7 @@ from hydra.core.config_store import ConfigStore
 
 @dataclass
 class SamplerConf:
-    """``hydra.sweeper.sampler``: ``name`` (tpe, random, cmaes, gp), ``seed`` and the options of
+    """``hydra.sweeper.sampler``: ``name`` (tpe, random, cmaes, gp, nsga2), ``seed`` and the options of
     Optuna's sampler of that name; an option left null keeps Optuna's default."""
 
     name: str = "tpe"
@@ -23,6 +23,10 @@ class SamplerConf:
     popsize: Optional[int] = None
     with_margin: Optional[bool] = None
     deterministic_objective: Optional[bool] = None
+    population_size: Optional[int] = None
+    mutation_prob: Optional[float] = None
+    crossover_prob: Optional[float] = None
+    swapping_prob: Optional[float] = None
 
 
 @dataclass
