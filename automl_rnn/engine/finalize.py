@@ -126,18 +126,19 @@ def ensemble_members(run: RunConfig, study: optuna.Study,
     return [(best, 0)] + [(t, 0) for t in others[:size - 1]]
 
 
-def final_model(run: RunConfig, registry: Registry, study: optuna.Study, best: optuna.trial.FrozenTrial,
+def final_model(run: RunConfig, registry: Registry, members: list[tuple[optuna.trial.FrozenTrial, int]],
                 tracker: StudyTracker, reruns: dict[int, Candidate]) -> tuple[SequenceModule, TaskData, int | None]:
     """The model that is tested and published, its data and its refit epochs (None: no refit).
 
-    One model, or with ``search.ensemble=K`` the mean of the K models of ``ensemble_members``.
+    One model, or the mean of the models of ``members`` (``ensemble_members``; the chosen
+    trial first).
     Each model is, in this order of preference: refitted on train + val when ``run.refit``;
     a re-evaluation run of the chosen trial with that seed (``reruns``); the chosen trial's
     own stored weights (``k=0``); else trained now with its trial's seed of index ``k``.
     Without an ensemble, re-evaluation publishes its retrained run with the best validation
     value.
     """
-    members = ensemble_members(run, study, best)
+    best = members[0][0]
     if run.refit:
         fitted = [refit_on_train_and_val(run, registry, trial, k) for trial, k in members]
         modules, (_, data, epochs) = [m for m, _, _ in fitted], fitted[0]
@@ -186,8 +187,9 @@ def publish_best(run: RunConfig, registry: Registry, study: optuna.Study, tracke
         best = choose_best(study)
     params = best.user_attrs[PARAMS_ATTR]
     run_id = best.user_attrs[RUN_ID_ATTR]
-    members = [t.number for t, _ in ensemble_members(run, study, best)]
-    module, data, refit_epochs = final_model(run, registry, study, best, tracker, reruns)
+    chosen = ensemble_members(run, study, best)
+    members = [t.number for t, _ in chosen]
+    module, data, refit_epochs = final_model(run, registry, chosen, tracker, reruns)
     module.eval()
     test_metrics = evaluate_on_test(module, data, run)
     score = test_metrics[f"test_{run.task.metric}"]
