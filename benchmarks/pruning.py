@@ -6,14 +6,15 @@ reads the study's epoch account (``engine.study.epoch_account``: epochs trained 
 trials) and the chosen model's test accuracy (the study's MLflow run).
 
     python benchmarks/pruning.py [--seeds 0 1 2] [--n-trials 30] [--max-epochs 100]
-        [--task gunpoint] [--pruners none hyperband] [-- override ...]
+        [--task gunpoint] [--pruners none hyperband] [--keep DIR] [-- override ...]
 
 A pruner may carry its own options, ``hyperband:min_resource=2,reduction_factor=4``, to
 compare settings. Adds the rows to benchmarks/results/pruning.json (replacing earlier runs of
 the same task, seed, pruner, trial count, epoch budget and overrides), then prints the table
 of every stored row of these settings and seeds, each pruner compared with the first of
 ``--pruners`` on the same seed; so pruners run by separate (e.g. parallel) invocations are
-compared too (``--report`` prints that table without running anything). Target (issue 6):
+compared too (``--report`` prints that table without running anything). ``--keep DIR`` keeps
+each study's folder (Optuna and MLflow databases) as ``DIR/<task>-<pruner>-s<seed>``. Target (issue 6):
 Hyperband trains at most half the epochs of no pruning, and its best test accuracy stays
 within 1 point (0.01) of no pruning's, seed by seed.
 """
@@ -21,7 +22,9 @@ within 1 point (0.01) of no pruning's, seed by seed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,9 +49,21 @@ def pruner_overrides(spec: str) -> list[str]:
     return [f"pruner={name}"] + [f"pruner.{option}" for option in options.split(",") if option]
 
 
-def run_study(task: str, pruner: str, seed: int, trials: int, max_epochs: int, extra: list[str]) -> dict:
+def study_folder(keep: Path | None, name: str):
+    """A fresh folder for one study: ``keep/name`` (kept), or a temporary one."""
+    if keep is None:
+        return tempfile.TemporaryDirectory(prefix=f"pruning-{name}-")
+    folder = keep / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return contextlib.nullcontext(str(folder))
+
+
+def run_study(task: str, pruner: str, seed: int, trials: int, max_epochs: int, extra: list[str],
+              keep: Path | None = None) -> dict:
     """One study in a fresh folder: epochs trained, epochs pruning saved, test accuracy, states."""
-    with tempfile.TemporaryDirectory(prefix=f"pruning-{task}-") as folder:
+    with study_folder(keep, f"{task}-{pruner.replace(':', '-')}-s{seed}") as folder:
         command = [sys.executable, "-m", "automl_rnn.cli", "search", f"task={task}", *pruner_overrides(pruner),
                    f"search.n_trials={trials}", f"search.max_epochs={max_epochs}", f"seed={seed}",
                    "tracking.register=false", *extra]
@@ -114,12 +129,13 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--pruners", nargs="+", default=["none", "hyperband"])
     parser.add_argument("--report", action="store_true", help="only print the stored rows of these settings")
+    parser.add_argument("--keep", type=Path, help="keep each study's folder under this directory")
     parser.add_argument("overrides", nargs="*", help="extra CLI overrides for every study (after --)")
     args = parser.parse_args()
     new_rows = []
     for seed in [] if args.report else args.seeds:
         for pruner in args.pruners:
-            row = run_study(args.task, pruner, seed, args.n_trials, args.max_epochs, args.overrides)
+            row = run_study(args.task, pruner, seed, args.n_trials, args.max_epochs, args.overrides, args.keep)
             new_rows.append(row)
             print(json.dumps(row), flush=True)
     stored = merged_rows(new_rows)
