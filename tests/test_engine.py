@@ -13,7 +13,6 @@ from automl_rnn.config import validate
 from automl_rnn.engine.ensemble import EnsembleModel
 from automl_rnn.engine.choice import ranked_by_validation
 from automl_rnn.engine.search import run_search
-from automl_rnn.engine.trainer import pruning_value
 from automl_rnn.errors import UserError
 from automl_rnn.plugins import load_registry
 from automl_rnn.tracking.mlflow import StudyTracker
@@ -88,30 +87,6 @@ def test_pruner_stops_a_hopeless_trial(workdir, pruner):
     assert result.epochs.trained == sum(t.user_attrs["epochs"] for t in study.trials)
     assert result.epochs.saved == sum(8 - t.user_attrs["epochs"] for t in study.trials
                                       if t.state == optuna.trial.TrialState.PRUNED) > 0
-
-
-@pytest.mark.parametrize("mode", ["max", "min"])
-def test_pruning_value_breaks_ties_by_loss_and_keeps_every_other_order(mode):
-    better = 0.6 if mode == "max" else 0.4
-    tied_low_loss, tied_high_loss = pruning_value(0.5, 0.3, mode), pruning_value(0.5, 2.0, mode)
-    assert (tied_low_loss > tied_high_loss) == (mode == "max")  # the lower loss is the better value
-    # however high the loss, a better metric stays better; a missing or NaN loss leaves the metric
-    assert (pruning_value(better, 1e9, mode) > tied_low_loss) == (mode == "max")
-    assert pruning_value(0.5, None, mode) == pruning_value(0.5, float("nan"), mode) == 0.5
-
-
-def test_tied_trials_at_a_rung_are_pruned_by_loss():
-    """Successive halving keeps the best 1/2 at each rung: of two equally accurate trials the
-    one with the higher validation loss is pruned (with the raw metric, neither would be)."""
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=1, reduction_factor=2))
-    decisions = []
-    for loss in (0.3, 0.9):
-        trial = study.ask()
-        trial.report(pruning_value(0.5, loss, "max"), step=1)
-        decisions.append(trial.should_prune())
-        study.tell(trial, 0.5)
-    assert decisions == [False, True]
 
 
 def test_interrupted_study_resumes_to_the_full_budget(workdir):

@@ -123,7 +123,7 @@ def train_candidate(
     history, best = EpochHistory(), BestWeights(monitor, mode)
     callbacks: list = [history, best]
     # Optuna cannot prune (or take reports from) multi-objective studies
-    pruning = OptunaPruning(trial, monitor, mode, run.storage) if trial is not None and not run.multi_objective else None
+    pruning = OptunaPruning(trial, monitor, run.storage) if trial is not None and not run.multi_objective else None
     if pruning is not None:
         callbacks.append(pruning)
     time_limit = TimeLimit(run.search.trial_timeout) if run.search.trial_timeout else None

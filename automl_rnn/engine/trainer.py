@@ -180,29 +180,8 @@ class TimeLimit(Callback):
         self.reached = state_dict["reached"]
 
 
-TIE_BREAK_WEIGHT = 1e-6
-"""Weight of the validation loss in the value reported to the pruner (``pruning_value``)."""
-
-
-def pruning_value(value: float, loss: float | None, mode: str) -> float:
-    """The value reported to the pruner: the monitored metric, its ties broken by the loss.
-
-    Accuracy on a small validation split takes few values, so many trials tie at a rung and
-    a tied trial is never pruned. Moving the metric by less than ``TIE_BREAK_WEIGHT`` towards
-    worse, by an increasing bounded function of the loss (arctan, mapped into [0, 1)), ranks
-    the tied trials by loss, as the final choice does, and changes no other order.
-    """
-    if loss is None or not math.isfinite(loss):
-        return value
-    penalty = TIE_BREAK_WEIGHT * (math.atan(loss) / math.pi + 0.5)
-    return value - penalty if mode == "max" else value + penalty
-
-
 class OptunaPruning(Callback):
     """Reports the monitored metric to Optuna after each validation and stops a hopeless trial.
-
-    The reported value is the metric with its ties broken by the validation loss
-    (``pruning_value``), so the pruner can tell equally accurate trials apart.
 
     On a prune decision it stops training cleanly (``trainer.should_stop``) and remembers the
     epoch; the objective then raises ``optuna.TrialPruned``, so Lightning never sees an
@@ -214,10 +193,9 @@ class OptunaPruning(Callback):
     other ranks never connect.
     """
 
-    def __init__(self, trial: optuna.Trial, monitor: str, mode: str, storage: str | None = None,
-                 tie_breaker: str = "val_loss") -> None:
+    def __init__(self, trial: optuna.Trial, monitor: str, storage: str | None = None) -> None:
         self.trial: optuna.Trial | None = trial
-        self.monitor, self.mode, self.storage, self.tie_breaker = monitor, mode, storage, tie_breaker
+        self.monitor, self.storage = monitor, storage
         self.pruned_at: int | None = None
         self._study_name, self._pruner = trial.study.study_name, trial.study.pruner
         self._trial_id = trial._trial_id  # Optuna's key of the running trial in the storage
@@ -250,8 +228,7 @@ class OptunaPruning(Callback):
         prune = False
         if trainer.is_global_zero:
             trial = self._connected_trial()
-            loss = None if self.tie_breaker == self.monitor else _metric_value(trainer, self.tie_breaker)
-            trial.report(pruning_value(value, loss, self.mode), step=epoch)
+            trial.report(value, step=epoch)
             prune = trial.should_prune()
         if trainer.world_size > 1:
             prune = trainer.strategy.broadcast(prune, src=0)
