@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -61,22 +62,47 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-class SequenceClassifier(nn.Module):
-    """Standardize -> backbone -> [last valid step, mean, max over valid steps] -> logits.
+def to_patches(x: torch.Tensor, lengths: torch.Tensor | None, patch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, T, D) -> (B, ceil(T / patch), patch * D): each step holds ``patch`` consecutive steps.
 
-    The last step alone would not serve bidirectional backbones (their backward direction
-    has read the whole sequence at step 0); the mean and the max over time also let the
-    head see a short, decisive event anywhere in a long series.
+    Steps past a sequence's length and past T are zeros, so padding never changes a valid
+    patch; ``lengths`` become the number of patches each sequence touches.
+    """
+    if patch == 1:
+        return x, lengths
+    mask = valid_mask(lengths, x.shape[1], x.device)
+    if mask is not None:
+        x = x * mask[..., None].to(x.dtype)
+    batch, steps, features = x.shape
+    x = F.pad(x, (0, 0, 0, -steps % patch))
+    patches = x.reshape(batch, -1, patch * features)
+    return patches, None if lengths is None else (lengths + patch - 1) // patch
+
+
+class SequenceClassifier(nn.Module):
+    """Standardize -> patches -> backbone -> [last valid step, mean, max over valid steps] -> logits.
+
+    With ``patch`` > 1 the backbone reads the series ``patch`` steps at a time
+    (``to_patches``): a ``patch``-times shorter sequence, which recurrent networks learn
+    far more easily and quickly on long series. The last step alone would not serve
+    bidirectional backbones (their backward direction has read the whole sequence at step 0);
+    the mean and the max over time also let the head see a short, decisive event anywhere in a
+    long series.
     """
 
-    def __init__(self, backbone: nn.Module, scaler: Standardize, num_classes: int) -> None:
+    patch: int = 1
+    """Steps per backbone step (a class default, so models pickled before it existed still load)."""
+
+    def __init__(self, backbone: nn.Module, scaler: Standardize, num_classes: int, patch: int = 1) -> None:
         super().__init__()
         self.scaler = scaler
         self.backbone = backbone
+        self.patch = patch
         self.head = nn.Linear(3 * backbone.output_size, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.backbone(self.scaler(x), lengths)
+        x, lengths = to_patches(self.scaler(x), lengths, self.patch)
+        h = self.backbone(x, lengths)
         pooled = torch.cat([last_valid_step(h, lengths), mean_over_valid_steps(h, lengths),
                             max_over_valid_steps(h, lengths)], -1)
         return self.head(pooled)

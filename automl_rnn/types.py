@@ -83,7 +83,7 @@ class TaskData:
     Attributes:
         train, val, test: splits; models are compared on ``val`` only, ``test`` is read once
             for the final evaluation of the chosen model.
-        input_size: D, the number of features per step.
+        input_size: D, the number of features per step of the raw input.
         build_model: wraps a backbone into the full model, an ``nn.Module`` whose
             ``forward(x, lengths)`` returns predictions (logits, forecasts, ...).
         loss: ``loss(prediction, target) -> scalar tensor`` minimised by training.
@@ -92,6 +92,9 @@ class TaskData:
         decode: turns model outputs (numpy) into what a user wants back, e.g. class
             labels from logits; identity when None.
         summary: a few facts about the data for logs and reports (sizes, classes, ...).
+        backbone_input_size: features per step that the backbone reads, when the model of
+            ``build_model`` reshapes its input before the backbone (e.g. ``patch`` steps at a
+            time: ``patch`` x D); ``input_size`` when not given.
     """
 
     train: SequenceDataset
@@ -103,6 +106,11 @@ class TaskData:
     metrics: Callable[[], dict[str, Metric]]
     decode: Callable[[np.ndarray], np.ndarray] | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)
+    backbone_input_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.backbone_input_size is None:
+            object.__setattr__(self, "backbone_input_size", self.input_size)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,25 @@ def test_ucr_model_standardises_with_train_statistics_only():
     assert not np.allclose(seen_steps.mean(axis=0), train_steps.mean(axis=0), atol=1e-3)
 
 
+def test_ucr_patch_reads_the_series_several_steps_at_a_time():
+    assert "patch" in REGISTRY.tasks["gunpoint"].space()
+    data = prepare("basicmotions", {"patch": 4})  # 100 steps of 6 channels
+    assert (data.input_size, data.backbone_input_size, data.summary["patch"]) == (6, 24, 4)
+    backbone = REGISTRY.architectures["gru"].build(24, {"hidden_size": 8, "num_layers": 1, "dropout": 0.0})
+    seen = []
+    backbone.register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
+    model = data.build_model(backbone).eval()
+    x = torch.from_numpy(np.stack(data.test.xs[:2]))
+    logits = model(x)
+    assert logits.shape == (2, 4) and seen == [(2, 25, 24)]
+    # a padded batch: padding never changes the logits of the shorter sequence (87 steps)
+    short = x[1, :87]
+    padded = model(torch.stack([x[0], torch.cat([short, torch.full((13, 6), 99.0)])]), torch.tensor([100, 87]))
+    torch.testing.assert_close(padded[1], model(short[None])[0])
+    with pytest.raises(UserError, match="patch=0"):
+        prepare("gunpoint", {"patch": 0})
+
+
 def test_generic_ucr_task_reads_any_bundled_dataset_and_decodes_labels():
     assert {"GunPoint", "ItalyPowerDemand", "BasicMotions", "ArrowHead"} <= set(ucr.bundled_datasets())
     data = prepare("ucr", dataset="ArrowHead")

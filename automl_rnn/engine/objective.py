@@ -87,8 +87,8 @@ def build_candidate(run: RunConfig, registry: Registry, params: Mapping[str, Any
     """Prepare the task's data and build the untrained module that ``params`` describe."""
     arch = registry.architectures[params[ARCH_PARAM]]
     data = run.task.prepare(run.task_options, task_params(params))
-    backbone = arch.build(data.input_size, family_params(params))
-    check_backbone(arch, registry.architecture_owner.get(arch.name, "?"), backbone, data.input_size)
+    backbone = arch.build(data.backbone_input_size, family_params(params))
+    check_backbone(arch, registry.architecture_owner.get(arch.name, "?"), backbone, data.backbone_input_size)
     monitor, mode = monitor_of(run)
     module = SequenceModule(data.build_model(backbone), data.loss, data.metrics, params, monitor, mode)
     return module, data

@@ -101,7 +101,7 @@ def check_time_order(task: Task, data: TaskData, target_channel: int = 0) -> Non
 def check_head_shapes(task: Task, data: TaskData, arch: Architecture = REFERENCE_ARCH) -> None:
     """A batch of each split goes through ``build_model``, ``loss``, the metrics and ``decode``."""
     torch.manual_seed(0)
-    backbone = arch.build(data.input_size, {"hidden_size": 8, "num_layers": 1, "dropout": 0.0})
+    backbone = arch.build(data.backbone_input_size, {"hidden_size": 8, "num_layers": 1, "dropout": 0.0})
     model = data.build_model(backbone)
     for split in SPLITS:
         dataset = getattr(data, split)
@@ -140,7 +140,7 @@ def check_task_picklable(task: Task, data: TaskData) -> None:
 
     parts = {"train dataset": (data.train, pickle.dumps), "val dataset": (data.val, pickle.dumps),
              "loss": (data.loss, cloudpickle.dumps),
-             "model": (data.build_model(ReferenceGRU(data.input_size, 4, 1)), cloudpickle.dumps)}
+             "model": (data.build_model(ReferenceGRU(data.backbone_input_size, 4, 1)), cloudpickle.dumps)}
     for name, (part, dumps) in parts.items():
         try:
             dumps(part)

@@ -6,6 +6,9 @@ sktime offline, the others through sktime's downloader.
 
 Splits: the archive's TRAIN file is split (stratified) into train and validation; its TEST
 file is the test split, untouched, so test scores compare with published results.
+
+The tasks search one parameter of their own, ``patch``: the backbone reads the series that
+many steps at a time (``automl_rnn.nn.to_patches``), a shorter sequence of wider steps.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from automl_rnn import hookimpl
 from automl_rnn.errors import UserError
-from automl_rnn.types import Params, Task, TaskData
+from automl_rnn.types import Params, SearchSpace, Task, TaskData
 
 if TYPE_CHECKING:
     import numpy as np
@@ -169,10 +172,21 @@ def _accuracy(num_classes: int) -> dict[str, Any]:
     return {"accuracy": MulticlassAccuracy(num_classes, average="micro")}
 
 
-def _classifier(mean: np.ndarray, std: np.ndarray, num_classes: int, backbone: Backbone) -> nn.Module:
+PATCHES = (1, 2, 4, 8)
+"""Searched steps per backbone step."""
+
+
+def ucr_space() -> SearchSpace:
+    """The tasks' own search parameter: steps per backbone step (``patch``)."""
+    from optuna.distributions import CategoricalDistribution
+
+    return {"patch": CategoricalDistribution(PATCHES)}
+
+
+def _classifier(mean: np.ndarray, std: np.ndarray, num_classes: int, patch: int, backbone: Backbone) -> nn.Module:
     from automl_rnn.nn import SequenceClassifier, Standardize
 
-    return SequenceClassifier(backbone, Standardize(mean, std), num_classes)
+    return SequenceClassifier(backbone, Standardize(mean, std), num_classes, patch)
 
 
 def prepare_ucr(options: UcrOptions, params: Params) -> TaskData:
@@ -181,17 +195,20 @@ def prepare_ucr(options: UcrOptions, params: Params) -> TaskData:
         raise UserError("the ucr task needs a dataset name: set task.dataset=<Name>, e.g. "
                         f"task.dataset=GunPoint. Bundled datasets (offline): {', '.join(bundled_datasets())}; "
                         "other UCR/UEA names are downloaded by sktime.")
-    return classification_data(options.dataset, options.val_fraction, options.split_seed, options.extract_path)
+    return classification_data(options.dataset, options.val_fraction, options.split_seed, options.extract_path,
+                               patch=int(params.get("patch", 1)))
 
 
 def _prepare_fixed(dataset: str, options: FixedUcrOptions, params: Params) -> TaskData:
-    return classification_data(dataset, options.val_fraction, options.split_seed)
+    return classification_data(dataset, options.val_fraction, options.split_seed, patch=int(params.get("patch", 1)))
 
 
-def classification_data(dataset: str, val_fraction: float, split_seed: int, extract_path: str | None = None) -> TaskData:
+def classification_data(dataset: str, val_fraction: float, split_seed: int, extract_path: str | None = None,
+                        patch: int = 1) -> TaskData:
     """TaskData of one UCR/UEA dataset: raw (T, D) float32 cases, int64 class indices.
 
-    The model standardises each channel with mean and std of the train split only.
+    The model standardises each channel with mean and std of the train split only, and its
+    backbone reads ``patch`` steps at a time (input size ``patch`` x channels).
     """
     import numpy as np
     import torch
@@ -200,6 +217,8 @@ def classification_data(dataset: str, val_fraction: float, split_seed: int, extr
 
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"task.val_fraction={val_fraction} must lie strictly between 0 and 1")
+    if patch < 1:
+        raise UserError(f"patch={patch}: the steps per backbone step must be at least 1 (e.g. search.fixed.patch=1)")
     (train_x, train_labels), (test_x, test_labels) = load_archive(dataset, extract_path)
     classes = np.unique(train_labels)
     unseen = sorted(set(test_labels) - set(classes))
@@ -224,11 +243,13 @@ def classification_data(dataset: str, val_fraction: float, split_seed: int, extr
         "length": lengths[0] if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]}",
         "channels": int(steps.shape[1]),
         "classes": [str(c) for c in classes],
+        "patch": patch,
     }
     return TaskData(
         train=train, val=val, test=test,
         input_size=int(steps.shape[1]),
-        build_model=functools.partial(_classifier, mean, std, len(classes)),
+        backbone_input_size=patch * int(steps.shape[1]),
+        build_model=functools.partial(_classifier, mean, std, len(classes), patch),
         loss=torch.nn.functional.cross_entropy,
         metrics=functools.partial(_accuracy, len(classes)),
         decode=functools.partial(decode_labels, classes),
@@ -245,7 +266,7 @@ _FIXED = (
 
 def _classification_task(name: str, description: str, prepare, options: type) -> Task:
     return Task(name=name, description=description, metric="accuracy", direction="maximize",
-                requires_causal=False, prepare=prepare, options=options)
+                requires_causal=False, prepare=prepare, options=options, space=ucr_space)
 
 
 @hookimpl
