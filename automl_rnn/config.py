@@ -63,6 +63,7 @@ class SearchConfig:
     enqueue: tuple[Mapping[str, Any], ...] = ()
     space: Mapping[str, Any] = field(default_factory=dict)
     refit: bool | None = None
+    epoch_size: int | None = None
     max_params: int | None = None
     trial_timeout: float | None = None
     reevaluate_top_k: int = 0
@@ -118,6 +119,11 @@ class RunConfig:
     def refit(self) -> bool:
         """Whether the chosen configuration is retrained on train + val before the test."""
         return self.task.refit if self.search.refit is None else bool(self.search.refit)
+
+    @property
+    def epoch_size(self) -> int:
+        """Sequences per training epoch (at least one pass over the training split)."""
+        return self.task.epoch_size if self.search.epoch_size is None else self.search.epoch_size
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -226,6 +232,8 @@ def validate(cfg: Mapping[str, Any], registry: Registry) -> RunConfig:
                         f"{', '.join(ENSEMBLE_MEMBERS)}{_suggest(search.ensemble_members, ENSEMBLE_MEMBERS)}")
     if search.max_params is not None:
         _positive_int("search", "max_params", search.max_params, problems)
+    if search.epoch_size is not None:
+        _positive_int("search", "epoch_size", search.epoch_size, problems, minimum=0)
     if search.refit not in (None, True, False):
         problems.append(f"search.refit={search.refit!r}: must be true, false or null (the task decides)")
     if search.trial_timeout is not None and not (

@@ -135,6 +135,11 @@ class Task:
             before its test evaluation (``search.refit`` overrides it). Forecasting tasks
             set it: their validation span is the newest data, which the final model should
             have seen, as a forecaster fitted on everything before the test period has.
+        epoch_size: sequences drawn in one training epoch, in reshuffled passes over the
+            training split (the last one partial); 0 or anything below the split's size:
+            one pass (``search.epoch_size`` overrides it). Tasks with tiny training splits
+            set it, so that an epoch is enough optimiser steps for the per-epoch machinery
+            (early-stopping patience, schedules, pruning rungs) to mean something.
     """
 
     name: str
@@ -146,3 +151,4 @@ class Task:
     options: type = NoOptions
     space: Callable[[], SearchSpace] = no_space
     refit: bool = False
+    epoch_size: int = 0

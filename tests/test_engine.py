@@ -238,3 +238,32 @@ def test_a_study_resumed_with_other_objectives_is_a_user_error(workdir):
                                         r"search.objectives=\['accuracy', 'params'\]"):
         search(*common, "search.objectives=[accuracy,params]")
     assert len(optuna.load_study(study_name=run.study_name, storage=run.storage).trials) == 1
+
+
+def test_epoch_size_draws_that_many_training_sequences_per_epoch_in_reshuffled_passes(workdir):
+    from automl_rnn.engine.objective import loaders
+
+    run, _ = make_run("search.epoch_size=250")
+    assert run.epoch_size == 250 and make_run()[0].epoch_size == 0  # the sign task asks for none
+    data = run.task.prepare(run.task_options, {})
+    n = len(data.train)
+    assert n < 250
+    counts = torch.zeros(n, dtype=torch.long)
+    train, _ = loaders(data, batch_size=32, seed=0, num_workers=0, epoch_size=run.epoch_size)
+    assert len(train) == -(-250 // 32)
+    drawn = torch.tensor(list(train.sampler))
+    assert len(drawn) == 250
+    counts.index_add_(0, drawn, torch.ones_like(drawn))
+    assert counts.min() >= 250 // n and counts.max() <= 250 // n + 1  # whole passes, the last one partial
+    one_pass, _ = loaders(data, batch_size=32, seed=0, num_workers=0, epoch_size=n // 2)
+    assert sorted(one_pass.sampler) == list(range(n))
+
+
+def test_ucr_tasks_train_at_least_256_sequences_per_epoch_unless_overridden():
+    from automl_rnn.plugins import load_registry as load
+
+    ucr = load(use_entry_points=True)
+    gunpoint, problems = compose_job(normalise_overrides(["task=gunpoint"]))
+    assert validate(gunpoint, ucr).epoch_size == 256
+    off, problems = compose_job(normalise_overrides(["task=gunpoint", "search.epoch_size=0"]))
+    assert validate(off, ucr).epoch_size == 0

@@ -78,7 +78,8 @@ def refit_on_train_and_val(run: RunConfig, registry: Registry, trial: optuna.tri
                             monitor=module.monitor, mode=module.monitor_mode, patience=0,
                             callbacks=[StopAfterEpochs(epochs)])
     merged = dataclasses.replace(data, train=concatenate(data.train, data.val))
-    train_loader, val_loader = loaders(merged, int(params.get("batch_size", 32)), seed, run.trainer.num_workers)
+    train_loader, val_loader = loaders(merged, int(params.get("batch_size", 32)), seed, run.trainer.num_workers,
+                                       run.epoch_size)
     fit(trainer, module, train_loader, val_loader)
     return module, data, epochs
 

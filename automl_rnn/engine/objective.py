@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import lightning.pytorch as L
 import optuna
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from automl_rnn.config import RunConfig
 from automl_rnn.data import collate
@@ -59,10 +59,16 @@ def check_backbone(arch: Architecture, owner: str, backbone: Any, input_size: in
         )
 
 
-def loaders(data: TaskData, batch_size: int, seed: int, num_workers: int) -> tuple[DataLoader, DataLoader]:
-    """Train (shuffled, seeded) and validation loaders."""
+def loaders(data: TaskData, batch_size: int, seed: int, num_workers: int,
+            epoch_size: int = 0) -> tuple[DataLoader, DataLoader]:
+    """Train (shuffled, seeded) and validation loaders.
+
+    A training epoch draws ``max(epoch_size, len(data.train))`` sequences: reshuffled passes
+    over the training split, the last one partial (see ``Task.epoch_size``).
+    """
     generator = torch.Generator().manual_seed(seed)
-    train = DataLoader(data.train, batch_size=batch_size, shuffle=True, collate_fn=collate,
+    sampler = RandomSampler(data.train, num_samples=max(epoch_size, len(data.train)), generator=generator)
+    train = DataLoader(data.train, batch_size=batch_size, sampler=sampler, collate_fn=collate,
                        generator=generator, num_workers=num_workers)
     val = DataLoader(data.val, batch_size=EVAL_BATCH, collate_fn=collate, num_workers=num_workers)
     return train, val
@@ -133,7 +139,8 @@ def train_candidate(
         run.trainer, max_epochs=run.search.max_epochs, gradient_clip_val=params.get("grad_clip"),
         monitor=monitor, mode=mode, patience=run.search.patience, callbacks=callbacks,
     )
-    train_loader, val_loader = loaders(data, int(params.get("batch_size", 32)), seed, run.trainer.num_workers)
+    train_loader, val_loader = loaders(data, int(params.get("batch_size", 32)), seed, run.trainer.num_workers,
+                                       run.epoch_size)
     fit(trainer, module, train_loader, val_loader)
     best.restore(module)
     return Candidate(

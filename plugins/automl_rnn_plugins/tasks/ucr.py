@@ -264,9 +264,17 @@ _FIXED = (
 )
 
 
+EPOCH_SIZE = 256
+"""Sequences per training epoch (``Task.epoch_size``): the archive's TRAIN files are often tiny
+(GunPoint leaves 40 series for training), and a single pass would be one or two optimiser
+steps, too few for early stopping and pruning to tell trials apart by epoch. Larger training
+splits still train one pass per epoch."""
+
+
 def _classification_task(name: str, description: str, prepare, options: type) -> Task:
     return Task(name=name, description=description, metric="accuracy", direction="maximize",
-                requires_causal=False, prepare=prepare, options=options, space=ucr_space)
+                requires_causal=False, prepare=prepare, options=options, space=ucr_space,
+                epoch_size=EPOCH_SIZE)
 
 
 @hookimpl
