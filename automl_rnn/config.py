@@ -324,10 +324,13 @@ def _check_workers(search: SearchConfig, storage: str, problems: list[str]) -> N
 
 SPAWNING_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")
 """Strategy names (and their ``*_find_unused_parameters_*`` forms) whose processes Lightning
-starts from inside ``fit``: the only multi-process strategies that work inside a study."""
+starts from inside ``fit``."""
+POOLED_STRATEGIES = ("ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false")
+"""Strategies whose extra ranks the study starts once, as a rank pool (``engine/rank_pool.py``)."""
 
 
-def _several_devices(devices: Any) -> bool:
+def several_devices(devices: Any) -> bool:
+    """True when ``trainer.devices`` names more than one device."""
     if isinstance(devices, (list, tuple)):
         return len(devices) > 1
     if isinstance(devices, str):
@@ -336,19 +339,23 @@ def _several_devices(devices: Any) -> bool:
     return isinstance(devices, int) and (devices > 1 or devices == -1)
 
 
-def _check_trainer(trainer: TrainerConfig, problems: list[str]) -> None:
-    """Multi-process training must start its processes per trial, from inside the study."""
+def uses_rank_pool(trainer: TrainerConfig) -> bool:
+    """True when fits train on the study's rank pool: ``ddp``, or ``auto`` (Lightning picks ddp), on several devices."""
     strategy = str(trainer.strategy)
-    relaunching = strategy.startswith(("ddp", "fsdp", "deepspeed")) and not strategy.startswith(SPAWNING_STRATEGIES)
-    if relaunching or (strategy == "auto" and _several_devices(trainer.devices)):
-        named = f"trainer.strategy={strategy}" + (
-            f" with trainer.devices={trainer.devices} (Lightning would choose ddp)" if strategy == "auto" else "")
+    return several_devices(trainer.devices) and (strategy in POOLED_STRATEGIES or strategy == "auto")
+
+
+def _check_trainer(trainer: TrainerConfig, problems: list[str]) -> None:
+    """Multi-process training must get its processes from the study: spawned per fit, or the rank pool."""
+    strategy = str(trainer.strategy)
+    launches_itself = (strategy.startswith(("ddp", "fsdp", "deepspeed")) and strategy not in POOLED_STRATEGIES
+                       and not strategy.startswith(SPAWNING_STRATEGIES))
+    if launches_itself:
         problems.append(
-            f"{named}: this strategy starts its extra processes by re-running the whole command, so "
-            f"each copy would run a study of its own (its own trials, hyper-parameters and MLflow "
-            f"runs), and it starts them only once per process while a study trains a new Trainer for "
-            f"every trial. Use trainer.strategy=ddp_spawn (or trainer=cpu_ddp for two CPU processes), "
-            f"which starts the processes of each trial from inside the study."
+            f"trainer.strategy={strategy}: this strategy starts its extra processes by re-running the "
+            f"whole command, so each copy would run a study of its own (its own trials, hyper-parameters "
+            f"and MLflow runs). Use trainer.strategy=ddp, whose ranks the study starts once and reuses, "
+            f"or trainer.strategy=ddp_spawn, which starts the processes of each trial from inside the study."
         )
 
 
@@ -362,7 +369,7 @@ def _check_spawned_storage(trainer: TrainerConfig, storage: str, problems: list[
         in_memory = is_in_memory(storage)
     except ArgumentError:  # reported by _check_workers
         return
-    if in_memory and str(trainer.strategy).startswith(SPAWNING_STRATEGIES) and _several_devices(trainer.devices):
+    if in_memory and str(trainer.strategy).startswith(SPAWNING_STRATEGIES) and several_devices(trainer.devices):
         problems.append(f"trainer.strategy={trainer.strategy} with storage={storage!r}: rank 0 of each trial "
                         f"reports to the study from a process of its own, which cannot see an in-memory "
                         f"study; use a file, e.g. storage=sqlite:///automl_rnn.db")

@@ -63,6 +63,26 @@ def build_nan(input_size: int, params):
     return Poisoned()
 
 
+def build_rank_crash(input_size: int, params):
+    """A GRU that raises while training in the process of rank 1 only (multi-device trials)."""
+    import os
+
+    from torch import nn
+
+    class RankCrash(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(input_size, int(params["hidden_size"]), batch_first=True)
+            self.output_size = int(params["hidden_size"])
+
+        def forward(self, x, lengths=None):
+            if self.training and os.environ.get("RANK") == "1":
+                raise RuntimeError("rank 1 is broken on purpose")
+            return self.rnn(x)[0]
+
+    return RankCrash()
+
+
 def build_crash(input_size: int, params):
     """An architecture whose build raises: a plugin bug."""
     raise RuntimeError("crash family is broken on purpose")
@@ -112,6 +132,7 @@ def automl_rnn_register_architectures(register) -> None:
     register(Architecture("nan_gru", "GRU that may emit NaN", causal=True, build=build_nan,
                           space=lambda: {"poison": FloatDistribution(0.0, 1.0)}))
     register(Architecture("crash", "always raises in build", causal=True, build=build_crash))
+    register(Architecture("rank_crash", "GRU that raises in rank 1's training", causal=True, build=build_rank_crash))
     register(Architecture("wrong_shape", "returns (B, H) instead of (B, T, H)", causal=True,
                           build=build_wrong_shape))
     register(Architecture("out_of_memory", "runs out of memory when it trains", causal=True,

@@ -20,12 +20,24 @@ class BackboneContractError(RuntimeError):
     """An architecture plugin built a backbone that breaks the (B, T, D) -> (B, T, H) contract."""
 
 
+class RankProcessError(RuntimeError):
+    """A rank of the study's rank pool (``trainer.strategy=ddp``) failed; ``inner`` is its
+    ``"Type: message"``, ``error_index`` its rank."""
+
+    def __init__(self, rank: int, inner: str) -> None:
+        super().__init__(f"{inner} (in training process {rank})")
+        self.inner, self.error_index = inner, rank
+
+
 def training_process_error(error: BaseException) -> str | None:
-    """``"Type: message"`` of the exception that ended a training process (``ddp_spawn``), else None.
+    """``"Type: message"`` of the exception that ended a training process (``ddp_spawn``, or a
+    rank of the ``ddp`` rank pool), else None.
 
     torch reports such an exception in the main process as ``ProcessRaisedException``, whose
     message is the process's traceback; its last line names the original exception.
     """
+    if isinstance(error, RankProcessError):
+        return error.inner
     if type(error).__name__ != "ProcessRaisedException":
         return None
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

@@ -23,7 +23,7 @@ from automl_rnn.engine.objective import (
     seeded_candidate, train_candidate,
 )
 from automl_rnn.engine.study import EPOCHS_ATTR
-from automl_rnn.engine.trainer import StopAfterEpochs, build_trainer, fit
+from automl_rnn.engine.trainer import StopAfterEpochs, TrainerRecipe, fit
 from automl_rnn.plugins import Registry
 from automl_rnn.tracking.mlflow import StudyTracker, beats, champion_score
 from automl_rnn.tracking.pyfunc import SequencePredictor, runtime_requirements, signature_for
@@ -74,13 +74,13 @@ def refit_on_train_and_val(run: RunConfig, registry: Registry, trial: optuna.tri
     epochs = int(trial.user_attrs.get(BEST_EPOCH_ATTR, trial.user_attrs.get(EPOCHS_ATTR, 1) - 1)) + 1
     seed = member_seed(run, trial, k)
     module, data = seeded_candidate(run, registry, params, seed)
-    trainer = build_trainer(run.trainer, max_epochs=run.search.max_epochs, gradient_clip_val=params.get("grad_clip"),
-                            monitor=module.monitor, mode=module.monitor_mode, patience=0,
-                            callbacks=[StopAfterEpochs(epochs)])
+    recipe = TrainerRecipe(run.trainer, max_epochs=run.search.max_epochs, gradient_clip_val=params.get("grad_clip"),
+                           monitor=module.monitor, mode=module.monitor_mode, patience=0,
+                           callbacks=[StopAfterEpochs(epochs)])
     merged = dataclasses.replace(data, train=concatenate(data.train, data.val))
     train_loader, val_loader = loaders(merged, int(params.get("batch_size", 32)), seed, run.trainer.num_workers,
                                        run.epoch_size)
-    fit(trainer, module, train_loader, val_loader)
+    fit(recipe, module, train_loader, val_loader)
     return module, data, epochs
 
 

@@ -23,7 +23,7 @@ from automl_rnn.engine.module import SequenceModule
 from automl_rnn.engine.objectives import OBJECTIVE_ATTRS, objective_values
 from automl_rnn.nn import count_parameters
 from automl_rnn.engine.study import EPOCHS_ATTR
-from automl_rnn.engine.trainer import BestWeights, EpochHistory, OptunaPruning, TimeLimit, build_trainer, fit
+from automl_rnn.engine.trainer import BestWeights, EpochHistory, OptunaPruning, TimeLimit, TrainerRecipe, fit
 from automl_rnn.plugins import Registry
 from automl_rnn.space import ARCH_PARAM, SearchSpace, family_params, task_params
 from automl_rnn.tracking.mlflow import StudyTracker
@@ -135,13 +135,11 @@ def train_candidate(
     time_limit = TimeLimit(run.search.trial_timeout) if run.search.trial_timeout else None
     if time_limit is not None:
         callbacks.append(time_limit)
-    trainer = build_trainer(
-        run.trainer, max_epochs=run.search.max_epochs, gradient_clip_val=params.get("grad_clip"),
-        monitor=monitor, mode=mode, patience=run.search.patience, callbacks=callbacks,
-    )
+    recipe = TrainerRecipe(run.trainer, max_epochs=run.search.max_epochs, gradient_clip_val=params.get("grad_clip"),
+                           monitor=monitor, mode=mode, patience=run.search.patience, callbacks=callbacks)
     train_loader, val_loader = loaders(data, int(params.get("batch_size", 32)), seed, run.trainer.num_workers,
                                        run.epoch_size)
-    fit(trainer, module, train_loader, val_loader)
+    fit(recipe, module, train_loader, val_loader)
     best.restore(module)
     return Candidate(
         module=module, data=data, history=history.epochs, best_value=best.best,

@@ -14,6 +14,7 @@ import optuna
 from automl_rnn import __version__
 from automl_rnn.config import RunConfig, flat_fixed
 from automl_rnn.display import StudyProgress, console, key_value_table, pareto_table, state_counts, trials_table
+from automl_rnn.engine import rank_pool
 from automl_rnn.engine.choice import check_objectives, choose_best
 from automl_rnn.engine.finalize import Published, publish_best
 from automl_rnn.engine.objective import Objective
@@ -103,8 +104,11 @@ def run_search(run: RunConfig, registry: Registry, config: Mapping[str, Any]) ->
     completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if completed:
         console.print(trials_table(trials, run.task.metric, run.task.direction))
-    if completed and not interrupted:
-        published = publish_best(run, registry, study, tracker)
+    try:
+        if completed and not interrupted:
+            published = publish_best(run, registry, study, tracker)
+    finally:
+        rank_pool.shutdown()  # the ddp ranks, if this run started them
     front: tuple[int, ...] = ()
     if completed and run.multi_objective:
         front = log_pareto_front(run, study, tracker, published.trial_number if published else None)

@@ -1,7 +1,9 @@
 """The Lightning Trainer of a trial and the callbacks that connect it to the search.
 
-Multi-device trials (``trainer.strategy=ddp_spawn``) train in processes that Lightning starts
-for each ``fit``; the trainer and its callbacks are pickled into them. Every callback here
+Multi-device trials train on several ranks: with ``trainer.strategy=ddp`` this process is rank
+0 and the others come from the study's rank pool (``engine/rank_pool.py``), each building its
+Trainer from the same ``TrainerRecipe``; with ``ddp_spawn`` Lightning starts the processes for
+each ``fit`` and pickles the trainer and its callbacks into them. Every callback here
 works on every rank: the decisions that end training (pruning, the time limit) are taken on
 rank 0 and broadcast, so all ranks stop at the same step, and ``RankZeroResults`` carries the
 callbacks' results (history, best weights, where pruning stopped) from rank 0 back to the
@@ -16,6 +18,7 @@ import os
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, Sequence
 
@@ -274,46 +277,68 @@ class RankZeroResults(Callback):
             callback.load_state_dict(state)
 
 
-def build_trainer(
-    config: TrainerConfig,
-    *,
-    max_epochs: int,
-    gradient_clip_val: float | None,
-    monitor: str,
-    mode: str,
-    patience: int,
-    callbacks: list[Callback],
-) -> L.Trainer:
-    """A quiet Trainer for one trial: no logger or checkpoint files, early stopping.
+@dataclass
+class TrainerRecipe:
+    """How to build the quiet Trainer of one training: every rank builds its own from it.
 
-    Early stopping watches ``val_loss``: it keeps improving after a coarse metric such as
-    accuracy on a small validation split has saturated, and ``BestWeights`` uses it to break
-    ties. Train it with ``fit``, which brings the callbacks' results back from other processes.
+    A Trainer reads its rank from the environment when it is built, so the ranks of a
+    ``trainer.strategy=ddp`` pool (``engine/rank_pool.py``) receive this recipe, not rank 0's
+    Trainer. ``callbacks`` are the caller's own objects: rank 0's Trainer (in this process, or
+    in the process ``ddp_spawn`` starts) updates them, and the caller reads them after ``fit``.
     """
-    all_callbacks = [*callbacks, RankZeroResults(callbacks)]
-    if config.num_threads:
-        all_callbacks.append(TorchThreads(config.num_threads))
-    if patience > 0:
-        all_callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience, check_finite=False))
-    options: dict[str, Any] = dict(
-        accelerator=config.accelerator,
-        devices=config.devices,
-        strategy=config.strategy,
-        precision=config.precision,
-        max_epochs=max_epochs,
-        gradient_clip_val=gradient_clip_val,
-        callbacks=all_callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    return L.Trainer(**options)
+
+    config: TrainerConfig
+    max_epochs: int
+    gradient_clip_val: float | None
+    monitor: str
+    mode: str
+    patience: int
+    callbacks: list[Callback]
+
+    def build(self) -> L.Trainer:
+        """A Trainer with no logger or checkpoint files, and early stopping.
+
+        Early stopping watches ``val_loss``: it keeps improving after a coarse metric such as
+        accuracy on a small validation split has saturated, and ``BestWeights`` uses it to
+        break ties.
+        """
+        config = self.config
+        all_callbacks = [*self.callbacks, RankZeroResults(self.callbacks)]
+        if config.num_threads:
+            all_callbacks.append(TorchThreads(config.num_threads))
+        if self.patience > 0:
+            all_callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=self.patience,
+                                               check_finite=False))
+        return L.Trainer(
+            accelerator=config.accelerator,
+            devices=config.devices,
+            strategy=config.strategy,
+            precision=config.precision,
+            max_epochs=self.max_epochs,
+            gradient_clip_val=self.gradient_clip_val,
+            callbacks=all_callbacks,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
 
 
-def fit(trainer: L.Trainer, module: L.LightningModule, train: DataLoader, val: DataLoader) -> None:
-    """``trainer.fit``, then the callbacks' results from rank 0 when it ran in another process."""
+def fit(recipe: TrainerRecipe, module: L.LightningModule, train: DataLoader, val: DataLoader) -> None:
+    """Train ``module`` with a Trainer built from ``recipe``; the callbacks hold the results.
+
+    One device and the spawning strategies (``ddp_spawn``, ``ddp_fork``): ``trainer.fit``, then
+    the callbacks' results from rank 0 when it ran in another process. ``ddp`` (and ``auto``
+    on several devices, which Lightning turns into ``ddp``): this process is rank 0 of the
+    study's rank pool, whose other ranks join the same fit.
+    """
+    from automl_rnn.engine import rank_pool
+
+    if rank_pool.uses_rank_pool(recipe.config):
+        rank_pool.fit_on_pool(recipe, module, train, val)
+        return
+    trainer = recipe.build()
     trainer.fit(module, train, val)
     for callback in trainer.callbacks:
         if isinstance(callback, RankZeroResults):
