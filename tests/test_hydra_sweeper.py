@@ -76,6 +76,31 @@ def test_report_prunes_trials_a_failing_job_fails_only_its_trial_and_jobs_run_in
                                  "pruned": len(pruned), "fail": len(failed)}
 
 
+def test_a_parallel_launcher_runs_jobs_in_other_processes_whose_report_still_prunes(tmp_path):
+    """hydra-joblib-launcher runs each batch's jobs in worker processes; report() reconnects there."""
+    done = run_app(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "steps=4", "record_pid=true",
+                   "hydra.sweeper.n_trials=9", "hydra.sweeper.n_jobs=3", "hydra.sweeper.sampler.name=random",
+                   "hydra.sweeper.sampler.seed=0", "hydra.sweeper.pruner.name=median",
+                   "hydra.sweeper.pruner.n_startup_trials=2",
+                   f"hydra.sweeper.storage=sqlite:///{tmp_path / 'sweep.db'}", "hydra.sweeper.study_name=parallel")
+    assert done.returncode == 0, done.stderr
+    pids = {int(p.name) for p in (tmp_path / "pids").iterdir()}
+    assert len(pids) > 1  # the jobs ran in the launcher's worker processes, not in the sweeper's
+    trials = trials_of(tmp_path, "parallel")
+    assert len(trials) == 9 and all(sorted(t.intermediate_values) == list(range(len(t.intermediate_values)))
+                                    for t in trials)
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and all(t.user_attrs["reason"] == f"pruned at step {max(t.intermediate_values)}" for t in pruned)
+    assert all(len(t.intermediate_values) == 4 for t in trials if t.state == optuna.trial.TrialState.COMPLETE)
+
+
+def test_report_in_another_process_needs_a_storage_it_can_reach(tmp_path):
+    done = run_app(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "steps=2",
+                   "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2")
+    assert done.returncode == 0, done.stderr  # the sweep goes on; each job's trial fails with the fix
+    assert "report() reaches the study there through hydra.sweeper.storage" in done.stdout + done.stderr
+
+
 def test_without_multirun_the_app_runs_once_and_report_does_nothing(tmp_path):
     done = run_app(tmp_path, "steps=3", "x=2.0", multirun=False)
     assert done.returncode == 0, done.stderr

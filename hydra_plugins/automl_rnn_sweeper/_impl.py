@@ -243,7 +243,9 @@ def run_sweep(sweeper: "AutomlRnnSweeper", arguments: list[str]) -> list[Any]:
         batch = []
         for trial in trials:
             params = {name: suggest(trial, name, distribution) for name, distribution in space.items()}
-            batch.append(tuple(f"{name}={_quoted(value)}" for name, value in params.items()) + tuple(fixed))
+            reference = _quoted(f"{study.study_name}:{trial._trial_id}")
+            batch.append(tuple(f"{name}={_quoted(value)}" for name, value in params.items()) + tuple(fixed)
+                         + (f"+hydra.job.env_set.{_trials.TRIAL_ENV}={reference}",))
         sweeper.validate_batch_is_legal(batch)
         _trials.ACTIVE.update({job + i: trial for i, trial in enumerate(trials)})
         try:

@@ -1,17 +1,26 @@
 """The trial of each running job, for ``report`` and ``current_trial``.
 
 The sweeper registers each trial under its job's number before launching a batch, and the
-task function finds it through ``HydraConfig`` (``hydra.job.num``). This works when the
-launcher runs jobs in the sweeper's process, as Hydra's basic launcher does.
+task function finds it through ``HydraConfig`` (``hydra.job.num``): that serves launchers that
+run jobs in the sweeper's process, as Hydra's basic launcher does. Every job also gets its
+trial's study name and id in ``TRIAL_ENV`` (through ``hydra.job.env_set``), so a job that a
+parallel launcher (joblib, submitit, ...) runs in another process reconnects to the trial
+through the sweeper's storage, which must then be one that other processes can reach.
 """
 
 from __future__ import annotations
 
+import os
+
 import optuna
 
 SWEEPER_TARGET = "hydra_plugins.automl_rnn_sweeper.sweeper.AutomlRnnSweeper"
+TRIAL_ENV = "AUTOML_RNN_SWEEP_TRIAL"
+"""``<study name>:<trial id>`` of the job's trial, in the job's environment."""
 ACTIVE: dict[int, optuna.Trial] = {}
-"""Job number -> the trial it runs, for the batch being launched."""
+"""Job number -> the trial it runs, for the batch being launched in this process."""
+_RECONNECTED: dict[str, optuna.Trial] = {}
+"""``TRIAL_ENV`` value -> the trial, reconnected through the storage in a job's own process."""
 
 
 def current_trial() -> optuna.Trial | None:
@@ -25,13 +34,32 @@ def current_trial() -> optuna.Trial | None:
     if hydra.mode != RunMode.MULTIRUN or hydra.sweeper.get("_target_") != SWEEPER_TARGET:
         return None
     trial = ACTIVE.get(hydra.job.num)
-    if trial is None:
+    return trial if trial is not None else _reconnected(hydra.sweeper, hydra.job.num)
+
+
+def _reconnected(sweeper, job: int) -> optuna.Trial:
+    """The job's trial in a process other than the sweeper's, through the study's storage."""
+    from automl_rnn.storage_url import is_in_memory
+
+    reference, storage = os.environ.get(TRIAL_ENV), sweeper.get("storage")
+    if reference is None or not storage or is_in_memory(storage):
         raise RuntimeError(
-            f"job {hydra.job.num} of the automl_rnn sweep has no trial in this process: the launcher "
-            f"runs jobs in other processes, where report() cannot reach the study. Use Hydra's basic "
-            f"launcher (the default) for sweeps that prune, or do not call report()."
+            f"job {job} of the automl_rnn sweep runs in another process than the sweeper (a parallel "
+            f"launcher), and report() reaches the study there through hydra.sweeper.storage, which is "
+            f"{storage!r}: set a storage that other processes can open, e.g. "
+            f"hydra.sweeper.storage=sqlite:///sweep.db, or use Hydra's basic launcher."
         )
-    return trial
+    if reference not in _RECONNECTED:
+        from hydra_plugins.automl_rnn_sweeper._impl import SweepSettings
+        from automl_rnn.engine.study import pruner_from
+
+        settings = SweepSettings.from_config(**{key: sweeper.get(key) for key in (
+            "direction", "n_trials", "n_jobs", "sampler", "pruner", "storage", "study_name", "params")})
+        study_name, trial_id = reference.rsplit(":", 1)
+        study = optuna.load_study(study_name=study_name, storage=storage,
+                                  pruner=pruner_from(settings.pruner, settings.pruner_options))
+        _RECONNECTED[reference] = optuna.Trial(study, int(trial_id))
+    return _RECONNECTED[reference]
 
 
 def report(value: float, step: int) -> None:
