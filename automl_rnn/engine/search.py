@@ -60,6 +60,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+    # Lightning 2.6 on torch 2.13 warns of its own use of a deprecated torch API at every fit
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
 def run_search(run: RunConfig, registry: Registry, config: Mapping[str, Any]) -> SearchResult:
