@@ -21,7 +21,7 @@ from torch.multiprocessing import ProcessRaisedException
 
 import synthetic_plugins
 from automl_rnn.compose import compose_job, normalise_overrides
-from automl_rnn.config import validate
+from automl_rnn.config import uses_rank_pool, validate
 from automl_rnn.engine.failures import end_trial
 from automl_rnn.engine.search import run_search
 from automl_rnn.errors import ConfigError
@@ -120,7 +120,7 @@ def test_a_ddp_study_trains_on_a_rank_pool_that_survives_failed_trials(tmp_path,
                            "pruner.n_startup_trials=1", "pruner.n_warmup_steps=0", "tracking.register=false",
                            f"search.enqueue=[{trial(0.02, 0.0)},{trial(0.02, 0.9)},{trial(1e-6, 0.0)},{crash},"
                            f"{trial(0.03, 0.0)}]")
-    assert rank_pool.uses_rank_pool(run.trainer)
+    assert uses_rank_pool(run.trainer)
 
     result = run_search(run, REGISTRY, config)
 

@@ -41,8 +41,8 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any, Iterator
 
-from automl_rnn.config import TrainerConfig, uses_rank_pool
-from automl_rnn.engine.failures import RankProcessError
+from automl_rnn.config import TrainerConfig
+from automl_rnn.engine.failures import RankProcessError, is_non_finite_loss, is_out_of_memory
 
 ADDRESS_ENV = "AUTOML_RNN_RANK_POOL"
 """``host:port`` of rank 0's listener, in a rank process's environment."""
@@ -55,7 +55,7 @@ FINISH_TIMEOUT = 120.0
 """Seconds the other ranks may take to report after rank 0's fit has ended."""
 DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
 
-__all__ = ["uses_rank_pool", "fit_on_pool", "shutdown", "world_size"]
+__all__ = ["fit_on_pool", "shutdown", "world_size"]
 
 
 def world_size(config: TrainerConfig) -> int:
@@ -104,6 +104,14 @@ def _end_process_group() -> None:
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def _fit_as_rank(recipe: Any, module: Any, train: Any, val: Any) -> None:
+    """This rank's part of one fit: its own Trainer from ``recipe``, then the process group ends."""
+    try:
+        recipe.build().fit(module, train, val)
+    finally:
+        _end_process_group()
 
 
 class RankPool:
@@ -171,10 +179,7 @@ class RankPool:
             connection.send_bytes(payload)
         try:
             with _as_rank_zero(self.size, port):
-                try:
-                    recipe.build().fit(module, train, val)
-                finally:
-                    _end_process_group()
+                _fit_as_rank(recipe, module, train, val)
         except BaseException as error:
             failed = self._rank_error(wait=2.0)
             self.stop()
@@ -220,8 +225,6 @@ class RankPool:
 
 def _is_own_training_error(error: BaseException) -> bool:
     """True when rank 0 failed on its own account (a bad loss or memory), not because another rank left."""
-    from automl_rnn.engine.failures import is_non_finite_loss, is_out_of_memory
-
     return is_non_finite_loss(error) or is_out_of_memory(error) or isinstance(error, KeyboardInterrupt)
 
 
@@ -275,12 +278,10 @@ def rank_main() -> int:
                 return 0
             os.environ["MASTER_PORT"] = str(job["port"])
             try:
-                job["recipe"].build().fit(job["module"], job["train"], job["val"])
+                _fit_as_rank(job["recipe"], job["module"], job["train"], job["val"])
             except BaseException as error:
                 connection.send(("error", f"{type(error).__name__}: {error}".strip()))
                 return 1  # leaving breaks the collective rank 0 may be waiting in
-            finally:
-                _end_process_group()
             connection.send(("done", None))
 
 

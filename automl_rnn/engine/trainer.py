@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch.utils.data import DataLoader
 
-from automl_rnn.config import TrainerConfig
+from automl_rnn.config import TrainerConfig, uses_rank_pool
 
 
 def _rebuild_generator(device: str, state: bytes) -> torch.Generator:
@@ -333,10 +333,10 @@ def fit(recipe: TrainerRecipe, module: L.LightningModule, train: DataLoader, val
     on several devices, which Lightning turns into ``ddp``): this process is rank 0 of the
     study's rank pool, whose other ranks join the same fit.
     """
-    from automl_rnn.engine import rank_pool
+    if uses_rank_pool(recipe.config):
+        from automl_rnn.engine.rank_pool import fit_on_pool
 
-    if rank_pool.uses_rank_pool(recipe.config):
-        rank_pool.fit_on_pool(recipe, module, train, val)
+        fit_on_pool(recipe, module, train, val)
         return
     trainer = recipe.build()
     trainer.fit(module, train, val)
