@@ -85,6 +85,7 @@ class TrainerConfig:
     precision: str = "32-true"
     num_threads: int | None = None
     num_workers: int = 0
+    keep_freed_memory: bool = True
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,8 @@ def uses_rank_pool(trainer: TrainerConfig) -> bool:
 
 def _check_trainer(trainer: TrainerConfig, problems: list[str]) -> None:
     """Multi-process training must get its processes from the study: spawned per fit, or the rank pool."""
+    if not isinstance(trainer.keep_freed_memory, bool):
+        problems.append(f"trainer.keep_freed_memory={trainer.keep_freed_memory!r}: must be true or false")
     strategy = str(trainer.strategy)
     launches_itself = (strategy.startswith(("ddp", "fsdp", "deepspeed")) and strategy not in POOLED_STRATEGIES
                        and not strategy.startswith(SPAWNING_STRATEGIES))

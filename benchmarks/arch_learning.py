@@ -17,6 +17,10 @@ table then shows the best validation score it reached and the steps it managed.
 
     python benchmarks/arch_learning.py [--budget 3000] [--seconds 60] [--families lstm ssm]
                                        [--tasks adding100 adding500 adding1000 copy20 copy100]
+                                       [--own ssm.state_size=64 ...]
+
+``--own FAMILY.KEY=VALUE`` overrides one of a family's own parameters (the value is read as
+JSON, else kept as text); the JSON records the parameters each family ran with.
 
 Prints a table and writes benchmarks/results/arch_learning.json.
 """
@@ -137,7 +141,19 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=3000, help="training steps per cell")
     parser.add_argument("--seconds", type=float, default=60.0, help="wall time per cell")
     parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--own", nargs="*", default=[], metavar="FAMILY.KEY=VALUE",
+                        help="override a family's own parameter, e.g. ssm.state_size=64")
     args = parser.parse_args()
+    for setting in args.own:
+        name, _, text = setting.partition("=")
+        family, _, key = name.partition(".")
+        if not (family and key and text):
+            parser.error(f"--own {setting!r}: write FAMILY.KEY=VALUE, e.g. ssm.state_size=64")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        OWN.setdefault(family, {})[key] = value
     torch.set_num_threads(1)
 
     rows = []

@@ -9,6 +9,16 @@ on one thread that equals wall time on an idle machine, and it leaves out the ti
 waiting for a core when other jobs share the machine (wall time is recorded in the JSON too).
 The load average before and after the run is printed and stored.
 
+Memory handling: the measuring processes keep freed memory for reuse, as every trial's training
+process does (``trainer.keep_freed_memory``, ``automl_rnn/engine/cpu_memory.py``);
+``--default-malloc`` measures with glibc's defaults instead.
+
+Rounds: every family is measured ``--rounds`` times, in alternating fresh subprocesses (all
+families once, then all again, ...), and each time and memory figure is the median over the
+rounds. A step at T=4096 allocates tens of MB; whether the C library hands that memory back to
+the kernel between steps (and takes page faults to get it again) varies from process to
+process by up to 30% here, so one process per family is not enough for a ratio.
+
 Memory: each family runs in a fresh subprocess. After a warm-up step at T=16 (so libraries
 and allocator pools are loaded) the process notes its resident set size, runs one training
 step at T=4096 and reads its peak resident set size (``getrusage`` ``ru_maxrss``); the
@@ -17,6 +27,7 @@ state and temporaries, as the operating system saw them. (tracemalloc does not s
 allocations, and the profiler's per-operator counts do not give one peak.)
 
     python benchmarks/arch_speed.py [--families lstm ssm ...] [--lengths 256 1024 4096] [--repeats 3]
+                                    [--rounds 3]
 
 Prints a table and writes benchmarks/results/arch_speed.json. Targets (issue 5): ssm at
 T=4096 at least 5x faster than lstm, and time(4096)/time(1024) of ssm at most 4 (linear).
@@ -58,12 +69,15 @@ def training_step(backbone, head, optimizer, steps: int) -> None:
     optimizer.step()
 
 
-def measure(family: str, lengths: list[int], repeats: int) -> dict:
+def measure(family: str, lengths: list[int], repeats: int, keep_memory: bool = True) -> dict:
     """Peak memory at the longest length, then step times at every length (run in a subprocess)."""
     import torch
 
+    from automl_rnn.engine.cpu_memory import keep_freed_memory
     from automl_rnn.plugins import load_registry
 
+    if keep_memory:
+        keep_freed_memory()  # as every trial's training process does (trainer.keep_freed_memory)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     backbone = load_registry(use_entry_points=True).architectures[family].build(
@@ -98,10 +112,10 @@ def _current_rss_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def run_family(family: str, lengths: list[int], repeats: int, timeout: float) -> dict:
+def run_family(family: str, lengths: list[int], repeats: int, timeout: float, keep_memory: bool) -> dict:
     """``measure`` in a fresh interpreter, so each family's peak memory is its own."""
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import arch_speed; "
-            f"print(json.dumps(arch_speed.measure({family!r}, {lengths!r}, {repeats})))")
+            f"print(json.dumps(arch_speed.measure({family!r}, {lengths!r}, {repeats}, {keep_memory})))")
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -111,6 +125,18 @@ def run_family(family: str, lengths: list[int], repeats: int, timeout: float) ->
     row = json.loads(done.stdout.strip().splitlines()[-1])
     row["seconds"] = {int(k): v for k, v in row["seconds"].items()}
     row["wall_seconds"] = {int(k): v for k, v in row["wall_seconds"].items()}
+    return row
+
+
+def median_row(measured: list[dict]) -> dict:
+    """One family's rounds -> its row: the median of every figure, and the rounds themselves."""
+    if "error" in measured[-1]:
+        return measured[-1]
+    row = dict(measured[0])
+    for key in ("seconds", "wall_seconds"):
+        row[key] = {steps: statistics.median(m[key][steps] for m in measured) for steps in measured[0][key]}
+    row["peak_mb"] = statistics.median(m["peak_mb"] for m in measured)
+    row["rounds"] = [{"seconds": m["seconds"], "peak_mb": m["peak_mb"]} for m in measured]
     return row
 
 
@@ -125,18 +151,26 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=sorted(load_registry(use_entry_points=True).architectures))
     parser.add_argument("--lengths", nargs="+", type=int, default=[256, 1024, 4096])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per family")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurements of every family")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc at its defaults (trials keep freed memory: trainer.keep_freed_memory)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per family and round")
     args = parser.parse_args()
 
     load_before = os.getloadavg()
-    rows = []
-    for family in args.families:
-        rows.append(run_family(family, args.lengths, args.repeats, args.timeout))
-        print(f"{family}: {rows[-1].get('error') or 'done'}", flush=True)
+    rounds: dict[str, list[dict]] = {family: [] for family in args.families}
+    for round_number in range(1, args.rounds + 1):
+        for family in args.families:
+            if rounds[family] and "error" in rounds[family][-1]:
+                continue
+            rounds[family].append(run_family(family, args.lengths, args.repeats, args.timeout,
+                                             keep_memory=not args.default_malloc))
+            print(f"round {round_number}, {family}: {rounds[family][-1].get('error') or 'done'}", flush=True)
+    rows = [median_row(measured) for measured in rounds.values()]
     longest, previous = args.lengths[-1], args.lengths[-2] if len(args.lengths) > 1 else None
     load_after = os.getloadavg()
     table = Table(title=f"One training step (fwd+bwd+Adam), batch {BATCH}, hidden {HIDDEN}, 1 layer, 1 CPU thread; "
-                        "CPU seconds")
+                        f"CPU seconds, median of {args.rounds} rounds")
     table.add_column("family")
     table.add_column("own parameters")
     for steps in args.lengths:
@@ -163,11 +197,15 @@ def main() -> None:
         speedup = by_family["lstm"]["seconds"][longest] / by_family["ssm"]["seconds"][longest]
         growth = by_family["ssm"].get("growth")
         wall = by_family["lstm"]["wall_seconds"][longest] / by_family["ssm"]["wall_seconds"][longest]
+        per_round = [lstm["seconds"][longest] / ssm["seconds"][longest]
+                     for lstm, ssm in zip(by_family["lstm"]["rounds"], by_family["ssm"]["rounds"])]
         print(f"ssm vs lstm at T={longest}: {speedup:.2f}x faster in CPU time ({wall:.2f}x in wall time; "
-              f"target >= 5: {'met' if speedup >= 5 else 'NOT met'}); "
-              f"ssm t({longest})/t({previous}) = {growth:.2f} (linear would be {longest / previous:.0f})")
+              f"target >= 5: {'met' if speedup >= 5 else 'NOT met'}); rounds: "
+              + " / ".join(f"{r:.2f}x" for r in per_round))
+        print(f"ssm t({longest})/t({previous}) = {growth:.2f} (linear would be {longest / previous:.0f})")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"batch": BATCH, "hidden": HIDDEN, "lengths": args.lengths, "time": "cpu",
+                                   "rounds": args.rounds, "keep_freed_memory": not args.default_malloc,
                                    "load_before": load_before, "load_after": load_after, "rows": rows}, indent=2))
     print(f"wrote {RESULTS}")
 

@@ -31,10 +31,10 @@ def test_bad_config_lists_every_problem_and_exits_2(tmp_path):
     result = automl_rnn("search", "task=gunpoint", "search.n_trials=0", "search.archs=[lstm,lstn]",
                         "search.space.hidden_size.low=300", "search.n_trails=3", "sampler=tpee",
                         "search.fixed.num_layer=2", "search.max_params=0", "search.ensemble_members=trial",
-                        "search.epoch_size=-5", cwd=tmp_path)
+                        "search.epoch_size=-5", "trainer.keep_freed_memory=maybe", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     err = " ".join(result.stderr.split())
-    for expected in ("9 problem(s)", "search.epoch_size=-5: must be a whole number >= 0", "search.ensemble_members='trial': must be one of seeds, trials (did you mean 'trials'?)",
+    for expected in ("10 problem(s)", "trainer.keep_freed_memory='maybe': must be true or false", "search.epoch_size=-5: must be a whole number >= 0", "search.ensemble_members='trial': must be one of seeds, trials (did you mean 'trials'?)",
                      "search.n_trials=0: must be a whole number >= 1",
                      "search.max_params=0: must be a whole number >= 1",
                      "'lstn' is not a registered architecture (did you mean 'lstm'?)",

@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch.utils.data import DataLoader
 
 from automl_rnn.config import TrainerConfig, uses_rank_pool
+from automl_rnn.engine.cpu_memory import keep_freed_memory
 
 
 def _rebuild_generator(device: str, state: bytes) -> torch.Generator:
@@ -140,6 +141,13 @@ class TorchThreads(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         torch.set_num_threads(self.threads)
+
+
+class KeepFreedMemory(Callback):
+    """Keeps freed memory for reuse in every training process (``engine/cpu_memory.py``)."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        keep_freed_memory()
 
 
 class StopAfterEpochs(Callback):
@@ -306,6 +314,8 @@ class TrainerRecipe:
         all_callbacks = [*self.callbacks, RankZeroResults(self.callbacks)]
         if config.num_threads:
             all_callbacks.append(TorchThreads(config.num_threads))
+        if config.keep_freed_memory:
+            all_callbacks.append(KeepFreedMemory())
         if self.patience > 0:
             all_callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=self.patience,
                                                check_finite=False))

@@ -1,28 +1,30 @@
-"""``ssm``: a stack of diagonal state-space layers (S4D, Gu et al., 2022), trained as convolutions.
+"""``ssm``: a stack of diagonal state-space layers (LRU-style, Orvieto et al., 2023, with the
+S4D parameterisation of Gu et al., 2022), trained with a chunked parallel scan.
 
-Each of the ``num_layers`` blocks is post-norm and residual (the S4 default):
-``x <- LayerNorm(x + Dropout(GLU(W GELU(SSM(x)))))``, after an input projection D -> H
-(``hidden_size``); the last block's LayerNorm is the output norm. The SSM runs H independent
-channels; each channel has ``state_size`` complex modes with the diagonal recurrence
+Each of the ``num_layers`` blocks is post-norm and residual (the S4 default), after an input
+projection D -> H (``hidden_size``); the last block's LayerNorm is the output norm:
 
-    s_t = exp(dt * A) s_{t-1} + (exp(dt * A) - 1) / A * u_t,    y_t = 2 Re(C . s_t) + D u_t,
+    u, z = W_in x + b                      N drives and N gate logits (N = ``state_size``)
+    s_t = lambda * s_{t-1} + B * (sigmoid(z_t) * u_t)     N complex modes, diagonal
+    x <- LayerNorm(x + W_out Dropout([Re s_t, Im s_t]))
 
-(zero-order-hold discretisation). Stability is built into the parameterisation:
-``Re(A) = -exp(a) < 0`` so ``|exp(dt A)| < 1`` whatever the weights, and the step size
-``dt = exp(log_dt)`` is initialised log-uniformly in ``[dt_min, dt_max]``, the searched
-timescale range: a mode forgets over about ``1 / (dt * |Re A|)`` steps, so small ``dt_min``
-gives long memory (S4D-Lin initialisation, ``A_n = -1/2 + i pi n``).
+The N modes are shared by the H channels (the input and output projections mix them), and
+the input gate decides from the current input how much of it each mode takes in, so a mode
+can sum products of inputs. Stability is built into the parameterisation: ``lambda_n =
+exp(dt_n A_n)`` with ``Re(A_n) = -exp(a_n) < 0``, so ``|lambda| < 1`` whatever the weights; B
+is the zero-order-hold ``(lambda - 1) / A``; the step sizes ``dt_n = exp(log_dt_n)`` start
+log-uniform in ``[dt_min, dt_max]``, the searched timescale range (a mode forgets over about
+``1 / (dt |Re A|)`` steps, so a small ``dt_min`` gives long memory; S4D-Lin initialisation
+``A_n = -1/2 + i pi n``).
 
-Training never loops over time. The sequence is cut into chunks of L = 64 steps (L = sqrt(T)
-beyond T = 4096): inside a chunk the layer's impulse response ``K_l = 2 Re(sum_n C_n B_n
-lambda_n^l)`` is applied as one L x L causal Toeplitz matmul per channel; each chunk's inputs are
-summed into its end state (N complex values per channel, one matmul), the states are carried to
-the later chunks by a short FFT convolution over the chunk index (length 2T/L), and each chunk
-reads the state before it (one matmul). The cost is linear in T for T <= 4096; the kernel and
-the small operators are built in real arithmetic (cos/sin of the mode angles; complex numbers
-only in the short chunk-level FFT) and there are no (H, N, T) intermediates. ``step`` runs the
-same recurrence one step at a time for inference and gives the same outputs (tests check it).
-The computation is causal, and padded steps are zeroed at the input, so padding at the end never
+Training never loops over time. The sequence is cut into chunks of L = 32 steps: inside a
+chunk the states are one (L x 2L) Toeplitz matmul per mode (real drive in, real and imaginary
+part out); each chunk's end state is carried to the later chunks by a Toeplitz matmul over
+the chunk index and enters the chunk's steps through ``lambda^(l+1)`` in the same matmul. The
+cost is linear in T up to T = 4096 (L grows as sqrt(T / 4) beyond). The projections are
+written channels first, in the GEMM orientations that are fast on CPU. ``step`` runs the same
+recurrence one step at a time for inference and gives the same outputs (tests check it). The
+computation is causal, and padded steps are zeroed at the input, so padding at the end never
 changes a valid step.
 """
 
@@ -35,7 +37,7 @@ from automl_rnn.types import Architecture, Params, SearchSpace
 
 
 def ssm_space() -> SearchSpace:
-    """The family's own parameters: modes per channel and the timescale range (dt_min, dt_max)."""
+    """The family's own parameters: complex modes per layer and the timescale range (dt_min, dt_max)."""
     return {
         "state_size": IntDistribution(4, 64, log=True),
         "dt_min": FloatDistribution(1e-4, 1e-2, log=True),
@@ -61,5 +63,5 @@ def build_ssm(input_size: int, params: Params):
 @hookimpl
 def automl_rnn_register_architectures(register) -> None:
     """Register ``ssm`` (causal)."""
-    register(Architecture("ssm", "stack of diagonal state-space layers (S4D), chunked convolution in training",
+    register(Architecture("ssm", "diagonal state-space layers (LRU-style, S4D parameters), chunked parallel scan",
                           causal=True, build=build_ssm, space=ssm_space))
