@@ -347,7 +347,8 @@ def uses_rank_pool(trainer: TrainerConfig) -> bool:
 
 
 def _check_trainer(trainer: TrainerConfig, problems: list[str]) -> None:
-    """Multi-process training must get its processes from the study: spawned per fit, or the rank pool."""
+    """``keep_freed_memory`` is a boolean; multi-process training must get its processes from
+    the study: spawned per fit, or the rank pool."""
     if not isinstance(trainer.keep_freed_memory, bool):
         problems.append(f"trainer.keep_freed_memory={trainer.keep_freed_memory!r}: must be true or false")
     strategy = str(trainer.strategy)
