@@ -79,29 +79,46 @@ def to_patches(x: torch.Tensor, lengths: torch.Tensor | None, patch: int) -> tup
     return patches, None if lengths is None else (lengths + patch - 1) // patch
 
 
+def training_noise(x: torch.Tensor, std: float) -> torch.Tensor:
+    """``x`` plus Gaussian noise of standard deviation ``std`` (jitter augmentation).
+
+    Applied to standardised inputs while training only, so ``std`` is in units of the training
+    split's standard deviation: each epoch sees a fresh noisy copy of a small training set.
+    """
+    return x + std * torch.randn_like(x) if std > 0 else x
+
+
 class SequenceClassifier(nn.Module):
-    """Standardize -> patches -> backbone -> [last valid step, mean, max over valid steps] -> logits.
+    """Standardize -> [training noise] -> patches -> backbone -> [last valid step, mean, max over valid steps] -> logits.
 
     With ``patch`` > 1 the backbone reads the series ``patch`` steps at a time
     (``to_patches``): a ``patch``-times shorter sequence, which recurrent networks learn
     far more easily and quickly on long series. The last step alone would not serve
     bidirectional backbones (their backward direction has read the whole sequence at step 0);
     the mean and the max over time also let the head see a short, decisive event anywhere in a
-    long series.
+    long series. ``noise`` > 0 jitters the standardised input while training
+    (``training_noise``); evaluation and prediction read the input as given.
     """
 
     patch: int = 1
     """Steps per backbone step (a class default, so models pickled before it existed still load)."""
+    noise: float = 0.0
+    """Standard deviation of the ``training_noise`` added to the standardised input while training."""
 
-    def __init__(self, backbone: nn.Module, scaler: Standardize, num_classes: int, patch: int = 1) -> None:
+    def __init__(self, backbone: nn.Module, scaler: Standardize, num_classes: int, patch: int = 1,
+                 noise: float = 0.0) -> None:
         super().__init__()
         self.scaler = scaler
         self.backbone = backbone
         self.patch = patch
+        self.noise = noise
         self.head = nn.Linear(3 * backbone.output_size, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        x, lengths = to_patches(self.scaler(x), lengths, self.patch)
+        x = self.scaler(x)
+        if self.training:
+            x = training_noise(x, self.noise)
+        x, lengths = to_patches(x, lengths, self.patch)
         h = self.backbone(x, lengths)
         pooled = torch.cat([last_valid_step(h, lengths), mean_over_valid_steps(h, lengths),
                             max_over_valid_steps(h, lengths)], -1)

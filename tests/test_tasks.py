@@ -67,6 +67,28 @@ def test_ucr_patch_reads_the_series_several_steps_at_a_time():
     with pytest.raises(UserError, match="patch=0"):
         prepare("gunpoint", {"patch": 0})
 
+def test_ucr_noise_jitters_training_inputs_only():
+    assert "noise" in REGISTRY.tasks["italypower"].space()
+    data, plain = prepare("italypower", {"noise": 0.5}), prepare("italypower")
+    assert (data.summary["noise"], plain.summary["noise"]) == (0.5, 0.0)
+    torch.manual_seed(0)
+    model = data.build_model(REGISTRY.architectures["gru"].build(1, {"hidden_size": 8, "num_layers": 1, "dropout": 0.0}))
+    reference = plain.build_model(model.backbone)
+    reference.head.load_state_dict(model.head.state_dict())
+    x = torch.from_numpy(np.stack(data.test.xs[:4]))
+    seen = []
+    model.backbone.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    model.eval(), reference.eval()
+    torch.testing.assert_close(model(x), reference(x))  # evaluation reads the input as given
+    model.train()
+    model(x), model(x)
+    jitter = seen[-1] - model.scaler(x)
+    assert 0.4 < jitter.std().item() < 0.6  # in units of the training split's std
+    assert not torch.equal(seen[-1], seen[-2])  # fresh noise at every step
+    with pytest.raises(UserError, match="noise=-0.1"):
+        prepare("gunpoint", {"noise": -0.1})
+
+
 
 def test_generic_ucr_task_reads_any_bundled_dataset_and_decodes_labels():
     assert {"GunPoint", "ItalyPowerDemand", "BasicMotions", "ArrowHead"} <= set(ucr.bundled_datasets())

@@ -7,8 +7,10 @@ sktime offline, the others through sktime's downloader.
 Splits: the archive's TRAIN file is split (stratified) into train and validation; its TEST
 file is the test split, untouched, so test scores compare with published results.
 
-The tasks search one parameter of their own, ``patch``: the backbone reads the series that
-many steps at a time (``automl_rnn.nn.to_patches``), a shorter sequence of wider steps.
+The tasks search two parameters of their own: ``patch``, the backbone reads the series that
+many steps at a time (``automl_rnn.nn.to_patches``), a shorter sequence of wider steps; and
+``noise``, the standard deviation of the Gaussian jitter added to the standardised training
+inputs (``automl_rnn.nn.training_noise``), a regulariser for the archive's small TRAIN files.
 """
 
 from __future__ import annotations
@@ -175,18 +177,22 @@ def _accuracy(num_classes: int) -> dict[str, Any]:
 PATCHES = (1, 2, 4, 8)
 """Searched steps per backbone step."""
 
+NOISE = (0.0, 0.6)
+"""Searched range of the training noise's standard deviation (in training standard deviations)."""
+
 
 def ucr_space() -> SearchSpace:
-    """The tasks' own search parameter: steps per backbone step (``patch``)."""
-    from optuna.distributions import CategoricalDistribution
+    """The tasks' own search parameters: steps per backbone step (``patch``) and training noise (``noise``)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    return {"patch": CategoricalDistribution(PATCHES)}
+    return {"patch": CategoricalDistribution(PATCHES), "noise": FloatDistribution(*NOISE)}
 
 
-def _classifier(mean: np.ndarray, std: np.ndarray, num_classes: int, patch: int, backbone: Backbone) -> nn.Module:
+def _classifier(mean: np.ndarray, std: np.ndarray, num_classes: int, patch: int, noise: float,
+                backbone: Backbone) -> nn.Module:
     from automl_rnn.nn import SequenceClassifier, Standardize
 
-    return SequenceClassifier(backbone, Standardize(mean, std), num_classes, patch)
+    return SequenceClassifier(backbone, Standardize(mean, std), num_classes, patch, noise)
 
 
 def prepare_ucr(options: UcrOptions, params: Params) -> TaskData:
@@ -196,18 +202,20 @@ def prepare_ucr(options: UcrOptions, params: Params) -> TaskData:
                         f"task.dataset=GunPoint. Bundled datasets (offline): {', '.join(bundled_datasets())}; "
                         "other UCR/UEA names are downloaded by sktime.")
     return classification_data(options.dataset, options.val_fraction, options.split_seed, options.extract_path,
-                               patch=int(params.get("patch", 1)))
+                               patch=int(params.get("patch", 1)), noise=float(params.get("noise", 0.0)))
 
 
 def _prepare_fixed(dataset: str, options: FixedUcrOptions, params: Params) -> TaskData:
-    return classification_data(dataset, options.val_fraction, options.split_seed, patch=int(params.get("patch", 1)))
+    return classification_data(dataset, options.val_fraction, options.split_seed,
+                               patch=int(params.get("patch", 1)), noise=float(params.get("noise", 0.0)))
 
 
 def classification_data(dataset: str, val_fraction: float, split_seed: int, extract_path: str | None = None,
-                        patch: int = 1) -> TaskData:
+                        patch: int = 1, noise: float = 0.0) -> TaskData:
     """TaskData of one UCR/UEA dataset: raw (T, D) float32 cases, int64 class indices.
 
-    The model standardises each channel with mean and std of the train split only, and its
+    The model standardises each channel with mean and std of the train split only, jitters
+    the standardised inputs by ``noise`` standard deviations while training, and its
     backbone reads ``patch`` steps at a time (input size ``patch`` x channels).
     """
     import numpy as np
@@ -218,7 +226,10 @@ def classification_data(dataset: str, val_fraction: float, split_seed: int, extr
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"task.val_fraction={val_fraction} must lie strictly between 0 and 1")
     if patch < 1:
-        raise UserError(f"patch={patch}: the steps per backbone step must be at least 1 (e.g. search.fixed.patch=1)")
+        raise UserError(f"patch={patch}: the steps per backbone step must be at least 1 (e.g. search.fixed.task.patch=1)")
+    if noise < 0:
+        raise UserError(f"noise={noise}: the training noise's standard deviation cannot be negative "
+                        f"(e.g. search.fixed.task.noise=0 turns it off)")
     (train_x, train_labels), (test_x, test_labels) = load_archive(dataset, extract_path)
     classes = np.unique(train_labels)
     unseen = sorted(set(test_labels) - set(classes))
@@ -244,12 +255,13 @@ def classification_data(dataset: str, val_fraction: float, split_seed: int, extr
         "channels": int(steps.shape[1]),
         "classes": [str(c) for c in classes],
         "patch": patch,
+        "noise": noise,
     }
     return TaskData(
         train=train, val=val, test=test,
         input_size=int(steps.shape[1]),
         backbone_input_size=patch * int(steps.shape[1]),
-        build_model=functools.partial(_classifier, mean, std, len(classes), patch),
+        build_model=functools.partial(_classifier, mean, std, len(classes), patch, noise),
         loss=torch.nn.functional.cross_entropy,
         metrics=functools.partial(_accuracy, len(classes)),
         decode=functools.partial(decode_labels, classes),
