@@ -11,7 +11,10 @@ from torch import nn
 from automl_rnn.nn import valid_mask
 
 CHUNK = 32
-"""Shortest chunk of the training-time scan (steps); see ``scan``."""
+"""Steps per chunk of the training-time scan; see ``scan``."""
+
+GROUP = 32
+"""Chunks per group when chunk end states are carried across the sequence; see ``_chunk_starts``."""
 
 
 def _powers(re: torch.Tensor, im: torch.Tensor, exponents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,18 +69,47 @@ class Modes(nn.Module):
         return torch.exp(dt_a) * state + b_bar * drive
 
 
+def _chunk_starts(ends: torch.Tensor, log_jump: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The state before each chunk, from every chunk's own end state: ends e (N, B, C, 2) as
+    [real, imaginary] -> ``before[c] = sum_{c' < c} J^(c - 1 - c') e[c']``, (N, B, C, 2), where
+    ``J = exp(log_jump)`` (N,) complex carries a state across one chunk.
+
+    Up to ``GROUP`` chunks this is one (2C x 2C) Toeplitz matmul. Beyond, the chunks are cut
+    into groups of ``GROUP``: inside a group one Toeplitz matmul, and the state before each
+    group comes from the group totals by the same function, one level up (``J^GROUP``), so the
+    cost stays linear in C.
+    """
+    count, batch, chunks, _ = ends.shape
+    if chunks <= GROUP:
+        p_re, p_im = _powers(*log_jump, torch.arange(chunks, dtype=ends.dtype, device=ends.device))
+        across = _complex_block(_toeplitz(p_re, chunks, 1), _toeplitz(p_im, chunks, 1))  # (N, 2C, 2C)
+        flat = ends.transpose(2, 3).reshape(count, batch, 2 * chunks)
+        return torch.bmm(flat, across).view(count, batch, 2, chunks).transpose(2, 3)
+    groups = -(-chunks // GROUP)
+    padded = F.pad(ends, (0, 0, 0, groups * GROUP - chunks))
+    x = padded.view(count, batch * groups, GROUP, 2).transpose(2, 3).reshape(count, batch * groups, 2 * GROUP)
+    p_re, p_im = _powers(*log_jump, torch.arange(GROUP, dtype=ends.dtype, device=ends.device))
+    # each group's total: sum_m J^(GROUP - 1 - m) e[m], (N, BG, 2)
+    totals = torch.bmm(x, _complex_block(p_re.flip(-1)[..., None], p_im.flip(-1)[..., None]))
+    starts = _chunk_starts(totals.view(count, batch, groups, 2), (log_jump[0] * GROUP, log_jump[1] * GROUP))
+    within = _complex_block(_toeplitz(p_re, GROUP, 1), _toeplitz(p_im, GROUP, 1))  # (N, 2M, 2M)
+    carry = _complex_block(p_re[:, None], p_im[:, None])  # (N, 2, 2M): the group's start state -> J^m of it
+    before = torch.bmm(torch.cat([x, starts.reshape(count, batch * groups, 2)], 2), torch.cat([within, carry], 1))
+    before = before.view(count, batch, groups, 2, GROUP).transpose(3, 4).reshape(count, batch, groups * GROUP, 2)
+    return before[:, :, :chunks]
+
+
 def scan(modes: Modes, drive: torch.Tensor) -> torch.Tensor:
     """All states of ``s_t = lambda s_{t-1} + B-bar u_t`` (s_0 = 0) at once, without a loop over time.
 
     drive u (N, B, T), real, modes first -> states (N, B, C, 2, L): chunk c, real/imaginary part,
-    step l of the chunk (T padded to C chunks of L steps). Inside a chunk the states are one
-    (L x 2L) Toeplitz matmul per mode; each chunk's end state is carried to the later chunks
-    by a (2C x 2C) Toeplitz matmul over the chunk index, and added to the chunk's states through
-    ``lambda^(l+1)`` in the same matmul. L = 32 up to T = 4096 (cost linear in T), sqrt(T / 4)
-    beyond.
+    step l of the chunk (T padded to C chunks of L = ``CHUNK`` steps). Inside a chunk the states
+    are one (L x 2L) Toeplitz matmul per mode; the state before each chunk comes from the chunk
+    end states (``_chunk_starts``) and is added to the chunk's steps through ``lambda^(l+1)`` in
+    the same matmul. Every part costs time linear in T.
     """
     count, batch, steps = drive.shape
-    chunk = max(CHUNK, math.isqrt(steps // 4))
+    chunk = CHUNK
     chunks = -(-steps // chunk)
     dt_a, b_bar = modes.discrete()
     p_re, p_im = _powers(*dt_a, torch.arange(chunk + 1, dtype=drive.dtype, device=drive.device))
@@ -89,12 +121,8 @@ def scan(modes: Modes, drive: torch.Tensor) -> torch.Tensor:
         drive = F.pad(drive, (0, chunks * chunk - steps))
     x = drive.reshape(count, batch * chunks, chunk)
     ends = torch.bmm(x, within[:, :, chunk - 1::chunk])  # each chunk's own end state, (N, BC, 2)
-    ends = ends.view(count, batch, chunks, 2).transpose(2, 3).reshape(count, batch, 2 * chunks)
-    jump_re, jump_im = _powers(dt_a[0] * chunk, dt_a[1] * chunk,
-                               torch.arange(chunks, dtype=drive.dtype, device=drive.device))  # lambda^(L c)
-    across = _complex_block(_toeplitz(jump_re, chunks, 1), _toeplitz(jump_im, chunks, 1))  # (N, 2C, 2C)
-    before = torch.bmm(ends, across).view(count, batch, 2, chunks).transpose(2, 3).reshape(count, batch * chunks, 2)
-    states = torch.bmm(torch.cat([x, before], 2), torch.cat([within, carry], 1))  # (N, BC, 2L)
+    before = _chunk_starts(ends.view(count, batch, chunks, 2), (dt_a[0] * chunk, dt_a[1] * chunk))
+    states = torch.bmm(torch.cat([x, before.reshape(count, batch * chunks, 2)], 2), torch.cat([within, carry], 1))
     return states.view(count, batch, chunks, 2, chunk)
 
 

@@ -19,9 +19,10 @@ log-uniform in ``[dt_min, dt_max]``, the searched timescale range (a mode forget
 
 Training never loops over time. The sequence is cut into chunks of L = 32 steps: inside a
 chunk the states are one (L x 2L) Toeplitz matmul per mode (real drive in, real and imaginary
-part out); each chunk's end state is carried to the later chunks by a Toeplitz matmul over
-the chunk index and enters the chunk's steps through ``lambda^(l+1)`` in the same matmul. The
-cost is linear in T up to T = 4096 (L grows as sqrt(T / 4) beyond). The projections are
+part out); the chunk end states are carried to the later chunks by Toeplitz matmuls over the
+chunk index (in groups of 32 chunks, the groups carried the same way one level up) and enter
+each chunk's steps through ``lambda^(l+1)`` in the same matmul. Every part costs time linear
+in T. The projections are
 written channels first, in the GEMM orientations that are fast on CPU. ``step`` runs the same
 recurrence one step at a time for inference and gives the same outputs (tests check it). The
 computation is causal, and padded steps are zeroed at the input, so padding at the end never
