@@ -160,13 +160,21 @@ def test_airline_forecasts_are_on_the_original_scale():
     with torch.no_grad():
         forecast = model(x, None)
     assert forecast.shape == (len(data.val), 12)
-    # an untrained model forecasts the seasonal-drift reference, in passengers, not in logs:
-    # the last season again, times the growth between the window's last two seasons
+    # an untrained model forecasts the level reference, in passengers, not in logs: the
+    # window's geometric mean level, for every month
     series = x[..., 0].double()
-    growth = series[:, -12:].log().mean(dim=1) - series[:, -24:-12].log().mean(dim=1)
-    expected = series[:, -12:] * growth.exp()[:, None]
+    expected = series.log().mean(dim=1).exp()[:, None].expand(-1, 12)
     assert torch.allclose(forecast.double(), expected, rtol=1e-4)
     assert forecast.min() > 100  # passengers (thousands), never logs
+    # with the seasonal-drift reference: the last season again, times the growth between the
+    # window's last two seasons
+    drift = prepare("airline", {"window": 24}, reference="seasonal_drift")
+    torch.manual_seed(0)
+    model = drift.build_model(REGISTRY.architectures["lstm"].build(1, {"hidden_size": 8, "num_layers": 1, "dropout": 0.0})).eval()
+    with torch.no_grad():
+        forecast = model(x, None)
+    growth = series[:, -12:].log().mean(dim=1) - series[:, -24:-12].log().mean(dim=1)
+    assert torch.allclose(forecast.double(), series[:, -12:] * growth.exp()[:, None], rtol=1e-4)
 
 
 def test_airline_rejects_a_window_that_leaves_no_training_data():
@@ -176,7 +184,7 @@ def test_airline_rejects_a_window_that_leaves_no_training_data():
 
 def test_airline_reference_needs_enough_seasons_in_the_window():
     with pytest.raises(UserError, match="needs a window of 2 season"):
-        prepare("airline", {"window": 12})
+        prepare("airline", {"window": 12}, reference="seasonal_drift")
     with pytest.raises(UserError, match="is not one of"):
         prepare("airline", {"window": 24}, reference="arima")
     # the level reference needs no full season
