@@ -68,8 +68,8 @@ def test_ucr_patch_reads_the_series_several_steps_at_a_time():
         prepare("gunpoint", {"patch": 0})
 
 def test_ucr_noise_jitters_training_inputs_only():
-    assert "noise" in REGISTRY.tasks["italypower"].space()
-    data, plain = prepare("italypower", {"noise": 0.5}), prepare("italypower")
+    assert ucr.FixedUcrOptions().noise == ucr.UcrOptions().noise == 0.5
+    data, plain = prepare("italypower"), prepare("italypower", noise=0.0)
     assert (data.summary["noise"], plain.summary["noise"]) == (0.5, 0.0)
     torch.manual_seed(0)
     model = data.build_model(REGISTRY.architectures["gru"].build(1, {"hidden_size": 8, "num_layers": 1, "dropout": 0.0}))
@@ -86,7 +86,7 @@ def test_ucr_noise_jitters_training_inputs_only():
     assert 0.4 < jitter.std().item() < 0.6  # in units of the training split's std
     assert not torch.equal(seen[-1], seen[-2])  # fresh noise at every step
     with pytest.raises(UserError, match="noise=-0.1"):
-        prepare("gunpoint", {"noise": -0.1})
+        prepare("gunpoint", noise=-0.1)
 
 
 
