@@ -2,8 +2,8 @@
 
 Every family is built at hidden size 64, one layer, its own parameters at their typical
 values (``TYPICAL``: the build defaults, passed explicitly and printed in the table), and
-trained on random (16, T, 8) batches with a linear readout of every step and Adam, on one CPU
-thread. A step is forward + backward + optimiser step; the time is the median of
+trained on a random (16, T, 8) batch (made before the clock starts) with a linear readout of
+every step and Adam, on one CPU thread. A step is forward + backward + optimiser step; the time is the median of
 ``--repeats`` steps after one warm-up step, as CPU time of the process (``time.process_time``):
 on one thread that equals wall time on an idle machine, and it leaves out the time spent
 waiting for a core when other jobs share the machine (wall time is recorded in the JSON too).
@@ -15,7 +15,8 @@ process does (``trainer.keep_freed_memory``, ``automl_rnn/engine/cpu_memory.py``
 
 Rounds: every family is measured ``--rounds`` times, in alternating fresh subprocesses (all
 families once, then all again, ...), and each time and memory figure is the median over the
-rounds. A step at T=4096 allocates tens of MB; whether the C library hands that memory back to
+rounds; t(4096)/t(1024) is the median of each round's own ratio (both lengths measured in the same
+process). A step at T=4096 allocates tens of MB; whether the C library hands that memory back to
 the kernel between steps (and takes page faults to get it again) varies from process to
 process by up to 30% here, so one process per family is not enough for a ratio.
 
@@ -58,11 +59,16 @@ TYPICAL = {
 """Each family's own parameters for the benchmark (their build defaults); others: build defaults."""
 
 
-def training_step(backbone, head, optimizer, steps: int) -> None:
-    """One forward + backward + Adam step on a random (BATCH, steps, FEATURES) batch."""
+def batch(steps: int):
+    """A random (BATCH, steps, FEATURES) input batch."""
     import torch
 
-    out = head(backbone(torch.randn(BATCH, steps, FEATURES), None))
+    return torch.randn(BATCH, steps, FEATURES)
+
+
+def training_step(backbone, head, optimizer, x) -> None:
+    """One forward + backward + Adam step on the batch x."""
+    out = head(backbone(x, None))
     loss = out.pow(2).mean()
     optimizer.zero_grad()
     loss.backward()
@@ -84,17 +90,19 @@ def measure(family: str, lengths: list[int], repeats: int, keep_memory: bool = T
         FEATURES, {"hidden_size": HIDDEN, "num_layers": 1, "dropout": 0.0, **TYPICAL.get(family, {})}).train()
     head = torch.nn.Linear(backbone.output_size, 1)
     optimizer = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=1e-3)
-    training_step(backbone, head, optimizer, 16)
+    training_step(backbone, head, optimizer, batch(16))
+    longest = batch(max(lengths))
     before = _current_rss_mb()
-    training_step(backbone, head, optimizer, max(lengths))
+    training_step(backbone, head, optimizer, longest)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
     seconds, wall = {}, {}
     for steps in lengths:
-        training_step(backbone, head, optimizer, steps)
+        x = batch(steps)
+        training_step(backbone, head, optimizer, x)
         cpu_times, wall_times = [], []
         for _ in range(repeats):
             start_cpu, start_wall = time.process_time(), time.perf_counter()
-            training_step(backbone, head, optimizer, steps)
+            training_step(backbone, head, optimizer, x)
             cpu_times.append(time.process_time() - start_cpu)
             wall_times.append(time.perf_counter() - start_wall)
         seconds[steps], wall[steps] = statistics.median(cpu_times), statistics.median(wall_times)
@@ -184,8 +192,9 @@ def main() -> None:
             row["note"] = row["error"]
             continue
         seconds = row["seconds"]
-        if previous:
-            row["growth"] = seconds[longest] / seconds[previous]
+        if previous:  # each round's own ratio (both lengths in one process), then the median
+            row["growth_rounds"] = [m["seconds"][longest] / m["seconds"][previous] for m in row["rounds"]]
+            row["growth"] = statistics.median(row["growth_rounds"])
         own = ", ".join(f"{k}={v}" for k, v in row["params"].items()) or "-"
         table.add_row(row["family"], own, *(f"{seconds[t]:.3f}" for t in args.lengths),
                       *([f"{row['growth']:.2f}"] if previous else []), f"{row['peak_mb']:.0f}")
@@ -202,7 +211,8 @@ def main() -> None:
         print(f"ssm vs lstm at T={longest}: {speedup:.2f}x faster in CPU time ({wall:.2f}x in wall time; "
               f"target >= 5: {'met' if speedup >= 5 else 'NOT met'}); rounds: "
               + " / ".join(f"{r:.2f}x" for r in per_round))
-        print(f"ssm t({longest})/t({previous}) = {growth:.2f} (linear would be {longest / previous:.0f})")
+        print(f"ssm t({longest})/t({previous}) = {growth:.2f}, median of the rounds' own ratios (linear would be "
+              f"{longest / previous:.0f}); rounds: " + " / ".join(f"{r:.2f}" for r in by_family["ssm"]["growth_rounds"]))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"batch": BATCH, "hidden": HIDDEN, "lengths": args.lengths, "time": "cpu",
                                    "rounds": args.rounds, "keep_freed_memory": not args.default_malloc,
