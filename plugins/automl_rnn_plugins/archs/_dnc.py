@@ -9,17 +9,12 @@ from torch import nn
 _EPS = 1e-6
 
 
-def content_weighting(memory: torch.Tensor, keys: torch.Tensor, strengths: torch.Tensor) -> torch.Tensor:
-    """Softmax over slots of strength x cosine(key, slot): memory (B, N, W), keys (B, H, W) -> (B, H, N).
-
-    The cosine is ``k.m / (max(|k|, eps) max(|m|, eps))`` (as ``F.normalize``). ``DNC.step``
-    computes the same thing from the cached ``unit_slots`` and pre-scaled keys.
-    """
-    return F.softmax(torch.bmm(scaled_keys(keys, strengths), unit_slots(memory)), dim=-1)
-
-
 def scaled_keys(keys: torch.Tensor, strengths: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) keys and (B, H) strengths -> strength x key / max(|key|, eps)."""
+    """(B, H, W) keys and (B, H) strengths -> strength x key / max(|key|, eps).
+
+    A content weighting (softmax over slots of strength x cosine(key, slot), the cosine as
+    ``F.normalize`` takes it) is then ``softmax(bmm(scaled_keys, unit_slots(memory)))``.
+    """
     return keys * (strengths / keys.norm(dim=-1).clamp_min(_EPS))[..., None]
 
 
