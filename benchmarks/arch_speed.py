@@ -3,10 +3,11 @@
 Every family is built at hidden size 64, one layer, its own parameters at their typical
 values (``TYPICAL``: the build defaults, passed explicitly and printed in the table), and
 trained on a random (16, T, 8) batch (made before the clock starts) with a linear readout of
-every step and Adam, on one CPU thread. A step is forward + backward + optimiser step; the time is the median of
-``--repeats`` steps after one warm-up step, as CPU time of the process (``time.process_time``):
-on one thread that equals wall time on an idle machine, and it leaves out the time spent
-waiting for a core when other jobs share the machine (wall time is recorded in the JSON too).
+every step and Adam, on one CPU thread. A step is forward + backward + optimiser step; the
+time is the median of ``--repeats`` steps after one warm-up step, as CPU time of the process
+(``time.process_time``): on one thread that equals wall time on an idle machine, and it
+leaves out the time spent waiting for a core when other jobs share the machine (wall time is
+recorded in the JSON too).
 The load average before and after the run is printed and stored.
 
 Memory handling: the measuring processes keep freed memory for reuse, as every trial's training
@@ -15,10 +16,10 @@ process does (``trainer.keep_freed_memory``, ``automl_rnn/engine/cpu_memory.py``
 
 Rounds: every family is measured ``--rounds`` times, in alternating fresh subprocesses (all
 families once, then all again, ...), and each time and memory figure is the median over the
-rounds; t(4096)/t(1024) is the median of each round's own ratio (both lengths measured in the same
-process). A step at T=4096 allocates tens of MB; whether the C library hands that memory back to
-the kernel between steps (and takes page faults to get it again) varies from process to
-process by up to 30% here, so one process per family is not enough for a ratio.
+rounds; t(4096)/t(1024) is the median of each round's own ratio (both lengths measured in the
+same process). A step at T=4096 allocates tens of MB; whether the C library hands that
+memory back to the kernel between steps (and takes page faults to get it again) varies from
+process to process by up to 30% here, so one process per family is not enough for a ratio.
 
 Memory: each family runs in a fresh subprocess. After a warm-up step at T=16 (so libraries
 and allocator pools are loaded) the process notes its resident set size, runs one training
