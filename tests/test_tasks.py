@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from automl_rnn.compose import compose_job
 from automl_rnn.errors import UserError
 from automl_rnn.plugins import load_registry
 from automl_rnn_plugins.tasks import airline, ucr
@@ -68,8 +69,9 @@ def test_ucr_patch_reads_the_series_several_steps_at_a_time():
         prepare("gunpoint", {"patch": 0})
 
 def test_ucr_noise_jitters_training_inputs_only():
-    assert ucr.FixedUcrOptions().noise == ucr.UcrOptions().noise == 0.5
-    data, plain = prepare("italypower"), prepare("italypower", noise=0.0)
+    assert ucr.FixedUcrOptions().noise == ucr.UcrOptions().noise == 0.0  # off unless a config sets it
+    assert [compose_job([f"task={name}"])[0]["task"]["noise"] for name in ("italypower", "gunpoint")] == [0.5, 0.0]
+    data, plain = prepare("italypower", noise=0.5), prepare("italypower")
     assert (data.summary["noise"], plain.summary["noise"]) == (0.5, 0.0)
     torch.manual_seed(0)
     model = data.build_model(REGISTRY.architectures["gru"].build(1, {"hidden_size": 8, "num_layers": 1, "dropout": 0.0}))
