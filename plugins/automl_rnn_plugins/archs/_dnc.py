@@ -56,8 +56,8 @@ class DNC(nn.Module):
     def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """Empty memory and links, zero weightings, zero controller state.
 
-        ``unit_slots`` (the memory's unit-norm slots, transposed) and ``output`` (``[h, reads]``)
-        are derived from the rest, kept so a step computes them once.
+        ``unit_slots`` (the memory's unit-norm slots, transposed) is derived from the memory,
+        kept so a step computes it once for its read and the next step's write.
         """
         n, w, r = self.n, self.w, self.r
 
@@ -66,14 +66,13 @@ class DNC(nn.Module):
 
         hidden = [(zeros(c.hidden_size), zeros(c.hidden_size)) for c in self.cells]
         return {"memory": zeros(n, w), "unit_slots": zeros(w, n), "link": zeros(n, n), "precedence": zeros(n),
-                "usage": zeros(n), "write": zeros(n), "read": zeros(r, n), "reads": zeros(r * w),
-                "output": zeros(self.output_size), "hidden": hidden}
+                "usage": zeros(n), "write": zeros(n), "read": zeros(r, n), "reads": zeros(r * w), "hidden": hidden}
 
     def _controller_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer, the recurrent weight (transposed, for ``addmm``) and the summed biases.
 
-        Layer 0's recurrent input is ``[h, reads]`` (the previous output when there is one
-        layer); its external input ``x`` is projected for all steps at once in ``forward``.
+        Layer 0's recurrent input is ``[h, reads]``; its external input ``x`` is projected for
+        all steps at once in ``forward``.
         """
         weights = []
         for i, cell in enumerate(self.cells):
@@ -96,8 +95,7 @@ class DNC(nn.Module):
         hidden = []
         for i, ((h, c), (recurrent, bias)) in enumerate(zip(state["hidden"], weights)):
             if i == 0:
-                inp = state["output"] if len(self.cells) == 1 else torch.cat([h, state["reads"]], dim=-1)
-                gates = torch.addmm(x_gates, inp, recurrent)
+                gates = torch.addmm(x_gates, torch.cat([h, state["reads"]], dim=-1), recurrent)
             else:
                 gates = torch.addmm(bias, torch.cat([self.dropout(hidden[-1][0]), h], dim=-1), recurrent)
             # LSTM cell, gates in nn.LSTMCell's order (input, forget, cell, output)
@@ -136,10 +134,9 @@ class DNC(nn.Module):
                                   torch.bmm(read, link.transpose(1, 2))], dim=2)  # (B, R, 3, N)
         read = (read_modes[..., None] * directions).sum(2)
         reads = torch.bmm(read, memory).view(batch, r * w)
-        output = torch.cat([h, reads], dim=-1)
         new_state = {"memory": memory, "unit_slots": slots, "link": link, "precedence": precedence, "usage": usage,
-                     "write": write, "read": read, "reads": reads, "output": output, "hidden": hidden}
-        return output, new_state
+                     "write": write, "read": read, "reads": reads, "hidden": hidden}
+        return torch.cat([h, reads], dim=-1), new_state
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Causal loop over time, so padding at the end never reaches a valid step."""

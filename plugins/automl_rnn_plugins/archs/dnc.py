@@ -27,10 +27,9 @@ guard, and every weighting is a softmax or a convex mixture, so memory values st
 the write vectors (tanh-free but linear in bounded weights).
 
 Memory footprint. The state carried from step to step, per sequence, is
-``4 * (2*N*W + N*N + (R + 3)*N + 2*R*W + hidden_size) + 8*hidden_size*num_layers`` bytes in
-float32 (memory and its unit-norm slots, link matrix, usage + precedence + write weighting + R
-read weightings, read vectors, the step's output ``[h, reads]``, controller). The N x N link
-matrix dominates once N > W. Training keeps the activations of
+``4 * (2*N*W + N*N + (R + 3)*N + R*W) + 8*hidden_size*num_layers`` bytes in float32 (memory
+and its unit-norm slots, link matrix, usage + precedence + write weighting + R read
+weightings, read vectors, controller). The N x N link matrix dominates once N > W. Training keeps the activations of
 every step for backpropagation, and there the link update saves about five N x N float32
 tensors per step: about ``20 * N*N`` bytes per sequence and step, plus the N x W and
 controller terms. Measured peak (hidden 64, W=16, R=1; ``docs/benchmarks.md``): 20 KB per
@@ -59,7 +58,7 @@ def state_bytes(memory_slots: int, word_size: int, read_heads: int, hidden_size:
                 num_layers: int = 1) -> int:
     """Bytes of recurrent state carried per sequence (float32), as stated in the docstring."""
     n, w, r = memory_slots, word_size, read_heads
-    return 4 * (2 * n * w + n * n + (r + 3) * n + 2 * r * w + hidden_size) + 8 * hidden_size * num_layers
+    return 4 * (2 * n * w + n * n + (r + 3) * n + r * w) + 8 * hidden_size * num_layers
 
 
 def build_dnc(input_size: int, params: Params):

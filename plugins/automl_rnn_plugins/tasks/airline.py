@@ -19,8 +19,8 @@ training windows.
 Why ``level`` is the default: on this series a network that reads year-over-year changes
 learns from 1949-1959 that fast growth is followed by slower growth, and it damps the
 continued growth of 1960; with level-centred inputs it forecasts the typical growth instead
-(docs/benchmarks.md has both over three seeds: test MAE 18.3 / 13.9 / 13.5 against 25.8 /
-20.7 / 14.3). The validation years (1958-59, a recession and its rebound) favour the
+(docs/benchmarks.md has both over five seeds: test MAE 18.3 / 13.9 / 13.5 / 12.7 / 14.0
+against 25.8 / 20.7 / 14.3 / 35.9 / 19.5). The validation years (1958-59, a recession and its rebound) favour the
 seasonal-drift reference, so this is a modelling default, not a choice the search can make.
 
 The validation span is the newest data before the test, so the task asks the engine to refit
