@@ -265,6 +265,20 @@ def test_dnc_step_by_step_gives_the_whole_sequence_outputs():
     torch.testing.assert_close(torch.stack(outputs, dim=1), whole)
 
 
+@pytest.mark.parametrize("sizes", [(16, 16, 1, 64, 1), (32, 8, 3, 20, 2)], ids=["n16-w16-r1", "n32-w8-r3-2layers"])
+def test_dnc_stated_state_footprint_is_the_state_it_carries(sizes):
+    """``state_bytes`` (the footprint the family's docstring states) counts exactly the float32
+    tensors a step hands to the next, per sequence."""
+    from automl_rnn_plugins.archs.dnc import state_bytes
+
+    n, w, r, hidden, layers = sizes
+    dnc = build("dnc", hidden_size=hidden, num_layers=layers, memory_slots=n, word_size=w, read_heads=r)
+    x = torch.randn(5, 1, 3)
+    _, state = dnc.step(x[:, 0], dnc.initial_state(5, x.device, torch.float32))
+    tensors = [v for key, v in state.items() if key != "hidden"] + [t for pair in state["hidden"] for t in pair]
+    assert sum(t.numel() * t.element_size() for t in tensors) == 5 * state_bytes(n, w, r, hidden, layers)
+
+
 def test_dnc_trains_1000_steps_at_lr_1e3_without_nan():
     """Numerical stability over a long run: tiny sizes and short copy sequences, every loss finite."""
     torch.manual_seed(0)
