@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("overrides", nargs="*", help="task run overrides, after --")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     wrong, facts = wrong_by_model(args.task, args.seeds, args.overrides)
     result = summary(wrong, facts)
     n_test = facts["n_test"]
