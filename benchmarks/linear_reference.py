@@ -39,10 +39,14 @@ def flat(cases) -> np.ndarray:
     return np.stack([case.reshape(-1) for case in cases])
 
 
+def ridge(x_train: np.ndarray, y_train: np.ndarray) -> RidgeClassifierCV:
+    """A ridge classifier fitted on (n, T * D) cases, alpha chosen by leave-one-out over ``ALPHAS``."""
+    return RidgeClassifierCV(alphas=ALPHAS).fit(x_train, y_train)
+
+
 def test_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
     """TEST accuracy of a ridge classifier fitted on the given training cases."""
-    model = RidgeClassifierCV(alphas=ALPHAS).fit(x_train, y_train)
-    return float((model.predict(x_test) == y_test).mean())
+    return float((ridge(x_train, y_train).predict(x_test) == y_test).mean())
 
 
 def reference(dataset: str, split_seeds: int, val_fraction: float) -> dict:

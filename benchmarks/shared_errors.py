@@ -3,11 +3,12 @@
 Trains one fixed configuration of a UCR task with several seeds, exactly as a trial trains
 (`train_candidate`: early stopping on the validation split, best weights restored; seed s
 is the seed of trial 0 of ``automl-rnn search ... seed=s``), fits a ridge classifier on the
-same training split, and counts for every TEST series how many of the models misclassify it.
+same training split (``linear_reference.ridge``), and counts for every TEST series how many
+of the models misclassify it.
 
 Series that every seed gets wrong are errors that choosing among such models cannot remove;
-the ridge column and the nearest-neighbour column say whether they are peculiar to the
-recurrent models or to the data (a series whose nearest training series carries the other
+the ridge's errors and the nearest training series (Euclidean) say whether they are peculiar
+to the recurrent models or to the data (a series whose nearest training series carries the other
 label looks, to the training data, like the other class).
 
     python benchmarks/shared_errors.py [--task italypower] [--seeds 6] [-- override ...]
@@ -28,22 +29,17 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from sklearn.linear_model import RidgeClassifierCV
 
 from automl_rnn.compose import compose_job
 from automl_rnn.config import validate
 from automl_rnn.engine.objective import train_candidate
 from automl_rnn.plugins import load_registry
+from linear_reference import flat, ridge  # this folder's ridge reference
 
 RESULTS = Path(__file__).parent / "results"
 REFERENCE = {"arch": "gru", "hidden_size": 64, "num_layers": 1, "dropout": 0.1, "lr": 0.003, "weight_decay": 1e-4,
              "optimizer": "adam", "scheduler": "constant", "grad_clip": 1.0, "batch_size": 16, "task.patch": 1}
 """The per-model reference configuration of docs/benchmarks.md ("Training noise")."""
-
-
-def stacked(dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(N, T, D) cases and (N,) labels of an equal-length ``SequenceDataset``."""
-    return np.stack(dataset.xs), np.asarray(dataset.ys)
 
 
 def wrong_by_model(task: str, seeds: int, overrides: list[str]) -> tuple[dict[str, list[int]], dict]:
@@ -53,25 +49,21 @@ def wrong_by_model(task: str, seeds: int, overrides: list[str]) -> tuple[dict[st
     if problems:
         raise SystemExit("\n".join(problems))
     run = validate(config, registry)
-    wrong: dict[str, list[int]] = {}
-    data = None
+    models = {}
     for seed in range(seeds):
         candidate = train_candidate(run, registry, REFERENCE, seed)
-        data, module = candidate.data, candidate.module.eval()
-        x_test, y_test = stacked(data.test)
-        with torch.no_grad():
-            predicted = module.model(torch.as_tensor(x_test), None).argmax(-1).numpy()
-        wrong[f"seed {seed}"] = np.flatnonzero(predicted != y_test).tolist()
-        Console().print(f"seed {seed}: {len(wrong[f'seed {seed}'])} of {len(y_test)} wrong "
-                        f"(best epoch {candidate.best_epoch})")
-    x_train, y_train = stacked(data.train)
-    x_test, y_test = stacked(data.test)
-    ridge = RidgeClassifierCV(alphas=np.logspace(-3, 3, 13)).fit(x_train.reshape(len(x_train), -1), y_train)
-    wrong["ridge"] = np.flatnonzero(ridge.predict(x_test.reshape(len(x_test), -1)) != y_test).tolist()
-    distances = ((x_test.reshape(len(x_test), 1, -1) - x_train.reshape(1, len(x_train), -1)) ** 2).sum(-1)
-    nearest_label = y_train[distances.argmin(1)]
-    return wrong, {"n_test": len(y_test), "n_train": len(y_train),
-                   "nearest_other_label": np.flatnonzero(nearest_label != y_test).tolist()}
+        models[f"seed {seed}"] = candidate.module.eval()
+        Console().print(f"seed {seed}: trained (best epoch {candidate.best_epoch})")
+    train, test = candidate.data.train, candidate.data.test
+    with torch.no_grad():
+        inputs = torch.as_tensor(np.stack(test.xs))
+        wrong = {name: np.flatnonzero(module.model(inputs, None).argmax(-1).numpy() != test.ys).tolist()
+                 for name, module in models.items()}
+    x_train, x_test = flat(train.xs), flat(test.xs)
+    wrong["ridge"] = np.flatnonzero(ridge(x_train, train.ys).predict(x_test) != test.ys).tolist()
+    nearest_label = train.ys[((x_test[:, None, :] - x_train[None, :, :]) ** 2).sum(-1).argmin(1)]
+    return wrong, {"n_test": len(test), "n_train": len(train),
+                   "nearest_other_label": np.flatnonzero(nearest_label != test.ys).tolist()}
 
 
 def summary(wrong: dict[str, list[int]], facts: dict) -> dict:
